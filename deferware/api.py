@@ -1,0 +1,147 @@
+"""The registration functions application code calls: ``after_this_request`` and
+``call_on_close``.
+
+Both work as a decorator or a plain call, find the request either from the
+context (bound by ``DeferMiddleware``) or from an explicit ``environ=``, check the
+function at registration time, and return it unchanged.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, overload
+
+from .registry import _SEAL, current_registry, lookup, too_late
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+    from webob import Response
+
+__all__ = ["after_this_request", "call_on_close"]
+
+ResponseCallback = Callable[["Response"], Optional["Response"]]
+CloseCallback = Callable[[], object]
+
+_R = TypeVar("_R", bound=ResponseCallback)
+_C = TypeVar("_C", bound=CloseCallback)
+
+# co_flags bits of ``async def`` functions and async generators: checking them on
+# ``__code__`` is ~5x cheaper than inspect.iscoroutinefunction for plain functions.
+_ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+
+
+def check_callback(func: object, api: str) -> None:
+    """Raise ``TypeError`` unless *func* can be called synchronously."""
+    code = getattr(func, "__code__", None)
+    if code is not None:
+        if code.co_flags & _ASYNC_FLAGS:
+            raise _async_error(func, api)
+        return
+    if not callable(func):
+        raise TypeError(
+            f"{api}() needs a callable, got {func!r} of type {type(func).__name__}. "
+            f"Pass a function, e.g. @{api} on a def."
+        )
+    if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+        raise _async_error(func, api)
+
+
+def _async_error(func: object, api: str) -> TypeError:
+    return TypeError(
+        f"{api}() cannot take the async function {func!r}: WSGI responses are finished "
+        "synchronously, so nothing would await it. Register a plain (def) function; "
+        "it may start async work itself if it must."
+    )
+
+
+@overload
+def after_this_request(func: _R, *, environ: WSGIEnvironment | None = None) -> _R: ...
+@overload
+def after_this_request(
+    func: None = None, *, environ: WSGIEnvironment | None = None
+) -> Callable[[_R], _R]: ...
+
+
+def after_this_request(
+    func: _R | None = None, *, environ: WSGIEnvironment | None = None
+) -> Union[_R, Callable[[_R], _R]]:
+    """Call ``func(response)`` with this request's response, once it exists.
+
+    :param func: a callable taking a :class:`webob.Response`. It returns ``None``
+        to keep the (possibly mutated) response, or a :class:`webob.Response` to
+        replace it; anything else is a ``TypeError`` naming the callback.
+    :param environ: the request's WSGI environ; by default the request active in
+        the current context (the one ``DeferMiddleware`` is handling).
+    :returns: *func* unchanged, so it works as a decorator; with *func* omitted,
+        a decorator (``@after_this_request(environ=request.environ)``).
+    :raises TypeError: *func* is not callable, or is an ``async def``.
+    :raises NoActiveRequest: there is no request handled by ``DeferMiddleware``.
+    :raises ResponseAlreadyStarted: the status and headers were already handed
+        to the server, so the callback could never run.
+
+    Callbacks run in registration order, after the application has called
+    ``start_response`` and returned its body (after the first chunk, for an app
+    that starts lazily), and before the server sees the status and headers. A
+    callback registered while callbacks run is appended and runs too. They do
+    not run when the application raises before producing a response. Example::
+
+        @after_this_request
+        def remember_language(response):
+            response.set_cookie("user_lang", "de")
+    """
+    if func is None:
+        return lambda f: after_this_request(f, environ=environ)
+    # Flattened (no helper calls on the common path): this runs on every
+    # registration, and its cost is most of what one callback costs.
+    code = getattr(func, "__code__", None)
+    if code is None or code.co_flags & _ASYNC_FLAGS:
+        check_callback(func, "after_this_request")
+    registry = current_registry.get(None) if environ is None else None
+    if registry is None:
+        registry = lookup(environ, "after_this_request")
+    callbacks = registry.callbacks
+    callbacks.append(func)
+    if _SEAL in callbacks and too_late(callbacks, func):
+        registry.refuse_callback(func)
+    return func
+
+
+@overload
+def call_on_close(func: _C, *, environ: WSGIEnvironment | None = None) -> _C: ...
+@overload
+def call_on_close(
+    func: None = None, *, environ: WSGIEnvironment | None = None
+) -> Callable[[_C], _C]: ...
+
+
+def call_on_close(
+    func: _C | None = None, *, environ: WSGIEnvironment | None = None
+) -> Union[_C, Callable[[_C], _C]]:
+    """Call ``func()`` after the response has been sent.
+
+    "Sent" means the server called ``close()`` on the iterable ``DeferMiddleware``
+    returned (PEP 3333), also when the client went away early; if the
+    application raises before producing a response, close callbacks run before
+    the exception leaves the middleware.
+
+    :param func: a callable taking no arguments; its return value is ignored.
+    :param environ: the request's WSGI environ; by default the active request.
+    :returns: *func* unchanged (or a decorator, with *func* omitted).
+    :raises TypeError: *func* is not callable, or is an ``async def``.
+    :raises NoActiveRequest: there is no request handled by ``DeferMiddleware``.
+    :raises ResponseAlreadyStarted: the close callbacks already ran, or the
+        response was handed to the server without a close hook (nothing was
+        registered before the application returned), so *func* could never run.
+
+    Close callbacks run exactly once each, in registration order. One that
+    raises is logged on the ``"deferware"`` logger and the rest still run. Example::
+
+        call_on_close(lambda: audit_log.flush())
+    """
+    if func is None:
+        return lambda f: call_on_close(f, environ=environ)
+    check_callback(func, "call_on_close")
+    lookup(environ, "call_on_close").add_close_callback(func)
+    return func
+
+

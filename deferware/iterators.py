@@ -1,0 +1,186 @@
+"""The iterables deferware hands on: the application's body, primed and
+context-bound, and the outgoing iterable whose ``close()`` finishes the request.
+
+Both are classes with an explicit, idempotent ``close()``, never generators: a
+generator-based wrapper that is closed before it started never runs its
+``finally`` and so skips the inner ``close()`` (PEP 3333 requires that
+``close()`` of the application's iterable runs on every path).
+
+Iteration itself stays in C: ``__iter__`` returns ``itertools.chain`` over the
+buffered head chunks and a callable iterator that pulls each later chunk with
+``Context.run(next, iterator)`` in a context where the request is active. No
+Python frame runs per chunk, so streaming costs what it costs without us.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextvars import Context
+from functools import partial
+from itertools import chain
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+from .registry import _SEAL, CLOSED, Registry
+from .responses import describe
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["AppBody", "ClosingIterable", "close_all", "run_close_callbacks"]
+
+logger = logging.getLogger("deferware")
+
+_DONE = object()
+
+
+def _bound(context: Context, iterator: Iterator[bytes]) -> Iterator[bytes]:
+    # iter(callable, sentinel) ends cleanly when the callable raises StopIteration.
+    return iter(partial(context.run, next, iterator), _DONE)
+
+
+class AppBody:
+    """The application's body as the response sees it.
+
+    Yields *head* (data passed to ``write()`` and chunks pulled while waiting for
+    a lazy ``start_response``) and then the rest of the application's iterator,
+    each later chunk pulled with the request active in the context. ``close()``
+    closes the application's iterable exactly once.
+    """
+
+    __slots__ = ("app_iter", "head", "_iterator", "_context", "started", "closed")
+
+    def __init__(
+        self,
+        app_iter: Iterable[bytes],
+        head: list[bytes] | None,
+        iterator: Iterator[bytes] | None,
+        context: Context,
+    ) -> None:
+        self.app_iter = app_iter
+        self.head = head
+        #: The application's iterator once priming started it, else None.
+        self._iterator = iterator
+        self._context = context
+        self.started = False
+        self.closed = False
+
+    @property
+    def untouched(self) -> bool:
+        """True if the application's iterable can be handed on as it is."""
+        return not self.head and self._iterator is None and not self.started
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.started = True
+        iterator = self._iterator
+        if iterator is None:
+            iterator = iter(self.app_iter)
+        rest = _bound(self._context, iterator)
+        return chain(self.head, rest) if self.head else rest
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        close = getattr(self.app_iter, "close", None)
+        if close is not None:
+            close()
+
+
+def prime(app_iter: Iterable[bytes], registry: Any, head: list[bytes]) -> Iterator[bytes]:
+    """Pull chunks of a lazy application until it has called ``start_response``.
+
+    Pulled chunks are appended to *head*; the started iterator is returned (it
+    may be exhausted). Like Werkzeug's ``run_wsgi_app``, this stops at the first
+    chunk after ``start_response``, so a streaming app is not buffered. The
+    caller closes *app_iter* if this raises.
+    """
+    iterator = iter(app_iter)
+    for chunk in iterator:
+        head.append(chunk)
+        if registry.status is not None:
+            break
+    return iterator
+
+
+def close_all(closers: Iterable[Callable[[], object]]) -> None:
+    """Call every closer even if one raises; re-raise the first error at the end."""
+    error: BaseException | None = None
+    for close in closers:
+        try:
+            close()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            if error is None:
+                error = exc
+    if error is not None:
+        raise error
+
+
+def run_close_callbacks(registry: Registry, phase: int = CLOSED) -> None:
+    """Seal and run the close callbacks, each once, logging (not raising) errors."""
+    registry.phase = phase
+    callbacks = Registry.seal(registry.close_callbacks)
+    try:
+        for func in callbacks:
+            if func is _SEAL:
+                break
+            try:
+                func()
+            except Exception:
+                logger.exception(
+                    "call_on_close callback %s raised; the remaining close callbacks still run.",
+                    describe(func),
+                )
+    finally:
+        Registry.forget(callbacks)
+
+
+class ClosingIterable:
+    """What the server gets when deferware must see ``close()``.
+
+    Iterates *iterable* (bound to the request's context unless it is an
+    :class:`AppBody`, which binds itself); ``close()`` runs once, however often
+    it is called: it closes the iterables in *closers* (the first error is
+    re-raised after everything ran, as the application's own ``close()`` error
+    would be without deferware), then runs the request's close callbacks.
+    """
+
+    __slots__ = ("_iterable", "_closers", "_registry", "_context", "_closed")
+
+    def __init__(
+        self,
+        iterable: Iterable[bytes],
+        closers: list[Callable[[], object]],
+        registry: Registry,
+        context: Context | None,
+    ) -> None:
+        self._iterable = iterable
+        self._closers = closers
+        self._registry = registry
+        self._context = context
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._context is None:
+            return iter(self._iterable)
+        return _bound(self._context, iter(self._iterable))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close_all(self._closers)
+        finally:
+            self._closers = []
+            run_close_callbacks(self._registry)
+
+    def __enter__(self) -> ClosingIterable:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,348 @@
+"""``DeferMiddleware``: runs the request's registered callbacks on its response.
+
+The path through :meth:`DeferMiddleware.__call__`:
+
+1. Put a fresh :class:`~deferware.registry.Registry` in the environ and bind it
+   in the context; call the application with a ``start_response`` that only
+   records the status and headers, and a ``write()`` that buffers.
+2. If the application started lazily (``start_response`` from inside its
+   generator), pull chunks until it has called ``start_response``.
+3. Nothing registered and nothing written: hand the recorded status, header
+   list and the application's own iterable to the server. No WebOb object is
+   built; this is the path every request without callbacks takes.
+4. Otherwise build a ``webob.Response`` over the (unbuffered) body, run the
+   callbacks in order, check what they left, and hand the final status,
+   header list and iterable to the server directly, not through
+   ``Response.__call__`` (which rewrites a relative ``Location`` and handles HEAD
+   itself). A :class:`~deferware.iterators.ClosingIterable` closes every
+   iterable exactly once and then runs the close callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextvars import copy_context
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+from webob import Response
+
+from .iterators import AppBody, ClosingIterable, close_all, prime, run_close_callbacks
+from .options import from_keywords
+from .registry import _SEAL, CLOSED, ENVIRON_KEY, FAILED, HANDED_OVER, HOOKED, OPEN, WRITTEN, Registry, current_registry
+from .responses import CheckedHeaders, build_response, check_response, describe
+
+if TYPE_CHECKING:
+
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["DeferMiddleware"]
+
+logger = logging.getLogger("deferware")
+
+_new_exchange = object.__new__
+
+
+class _Exchange(Registry):
+    """The registry plus what ``start_response`` and ``write()`` recorded."""
+
+    __slots__ = ("status", "headers", "head", "server_write")
+
+    def __init__(self) -> None:  # inlined in DeferMiddleware.__call__; keep in step
+        self.callbacks: list[Any] = []
+        self.close_callbacks: list[Any] = []
+        self.phase = OPEN
+        self.status: str | None = None
+        # Set only when used (slots left unset cost nothing on the idle path):
+        self.headers: list[tuple[str, str]]
+        #: Data passed to ``write()`` and chunks pulled while priming, in order.
+        self.head: list[bytes]
+        self.server_write: Callable[[bytes], object] | None
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+    ) -> Callable[[bytes], object]:
+        if exc_info is not None:
+            try:
+                if self.phase:
+                    # PEP 3333: after write() or once the headers went out, an
+                    # error can no longer replace them: re-raise it.
+                    raise exc_info[1].with_traceback(exc_info[2])  # type: ignore[union-attr]
+            finally:
+                exc_info = None  # break the traceback reference cycle
+        elif self.status is not None:
+            raise AssertionError(
+                "start_response() was called a second time without exc_info; PEP 3333 "
+                "allows a second call only with exc_info, to replace an error response."
+            )
+        self.status = status
+        self.headers = headers
+        return self.write
+
+    def write(self, data: bytes) -> object:
+        if self.phase >= HANDED_OVER:
+            server_write = getattr(self, "server_write", None)
+            if server_write is None:  # pragma: no cover - a server that broke PEP 3333
+                raise RuntimeError("write() was called after the response was handed over, but the server gave no write() callable.")
+            return server_write(data)
+        if self.status is None:
+            raise AssertionError("write() was called before start_response() (PEP 3333).")
+        self.phase = WRITTEN
+        self.buffer().append(data)
+        return None
+
+    def buffer(self) -> list[bytes]:
+        """The list of chunks that go out before the iterable's remaining items."""
+        try:
+            return self.head
+        except AttributeError:
+            self.head = []
+            return self.head
+
+
+class DeferMiddleware:
+    """WSGI middleware that applies ``after_this_request`` callbacks and runs
+    ``call_on_close`` callbacks for the application it wraps.
+
+    :param app: any WSGI application (Django, Pyramid, Flask, Bottle, plain).
+    :param on_callback_error: ``"raise"`` (default): an exception from an
+        ``after_this_request`` callback propagates, after the application's
+        iterable was closed and the close callbacks ran. ``"log"``: it is logged
+        on the ``"deferware"`` logger and the response goes on as it was before
+        that callback (its changes to status, headers and body are rolled back).
+
+    Example::
+
+        from deferware import DeferMiddleware
+        application = DeferMiddleware(application)
+
+    A request with nothing registered passes through untouched: the same status,
+    the same header list and the application's own iterable (so
+    ``wsgi.file_wrapper`` keeps working), with no WebOb object built. A
+    ``DeferMiddleware`` nested inside another one defers to the outer one.
+    """
+
+    def __init__(self, app: WSGIApplication, *, on_callback_error: str = "raise") -> None:
+        if not callable(app):
+            raise TypeError(f"DeferMiddleware needs a WSGI application (a callable), got {app!r}.")
+        self.app = app
+        self.options = from_keywords(on_callback_error=on_callback_error)
+        self._log_errors = self.options["on_callback_error"] == "log"
+
+    def __repr__(self) -> str:
+        return f"DeferMiddleware({self.app!r}, on_callback_error={self.options['on_callback_error']!r})"
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        # A DeferMiddleware nested in another one (a sub-request, or the same
+        # app wrapped twice) gets its own registry; the outer one is put back.
+        outer = environ.get(ENVIRON_KEY)
+        # _Exchange.__init__ inlined: this runs on every request, and the extra
+        # Python frame is a tenth of the idle path's cost.
+        exchange = _new_exchange(_Exchange)
+        exchange.callbacks = callbacks = []
+        exchange.close_callbacks = close_callbacks = []
+        exchange.phase = OPEN
+        exchange.status = None
+        environ[ENVIRON_KEY] = exchange
+        token = current_registry.set(exchange)
+        try:
+            try:
+                app_iter = self.app(environ, exchange.start_response)
+            except BaseException:
+                _drop(exchange, ())
+                raise
+            if callbacks or close_callbacks or exchange.phase or exchange.status is None:
+                return self._finish(exchange, app_iter, start_response)
+            # The idle path. Seal, then make sure no registration from another
+            # thread slipped in between the check above and the seal.
+            callbacks.append(_SEAL)
+            close_callbacks.append(_SEAL)
+            if callbacks[0] is not _SEAL or close_callbacks[0] is not _SEAL:  # pragma: no cover
+                return self._finish(exchange, app_iter, start_response)
+        finally:
+            current_registry.reset(token)
+            if outer is not None:
+                environ[ENVIRON_KEY] = outer
+        exchange.phase = HANDED_OVER
+        try:
+            exchange.server_write = start_response(exchange.status, exchange.headers)
+        except BaseException:
+            _close_quietly(app_iter)
+            raise
+        return app_iter
+
+    def _finish(
+        self, exchange: _Exchange, app_iter: Iterable[bytes], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """Everything but the idle path; runs with the request active in the context.
+
+        Kept flat on purpose: with one callback this is the whole cost of
+        deferware, and every extra Python call here is measurable.
+        """
+        body: Iterable[bytes] = app_iter
+        final: Iterable[bytes] = app_iter
+        dropped: list[Iterable[bytes]] = []
+        try:
+            iterator = None
+            if exchange.status is None:
+                iterator = self._prime(exchange, app_iter)
+            head = exchange.head if exchange.phase == WRITTEN or iterator is not None else None
+            if head or iterator is not None or hasattr(app_iter, "close"):
+                body = final = AppBody(app_iter, head, iterator, copy_context())
+            status = exchange.status
+            headers = exchange.headers
+            assert status is not None
+
+            callbacks = exchange.callbacks
+            response: Response | None = None
+            checked = _NOT_BUILT
+            known_status = status
+            index = 0
+            while True:
+                if index == len(callbacks):
+                    callbacks.append(_SEAL)  # entries that raced in before the seal still run
+                func = callbacks[index]
+                index += 1
+                if func is _SEAL:
+                    break
+                if response is None:
+                    checked = CheckedHeaders(headers)
+                    response = build_response(status, checked, body)
+                checked.owner = func
+                if self._log_errors:
+                    response = self._apply_logged(func, response, headers, dropped)
+                else:
+                    result = func(response)
+                    if result is not None:
+                        response = _replacement(func, response, result, dropped)
+                    if type(response.headerlist) is not CheckedHeaders or response.status is not known_status:
+                        check_response(response, func, {id(known_status): known_status}, headers)
+                known_status = response.status
+                checked = response.headerlist
+            Registry.forget(callbacks)  # drop the references: the environ may outlive the request
+            if response is not None:
+                status = response.status
+                headers = list(response.headerlist)  # PEP 3333: a real list
+                final = response.app_iter
+
+            close_callbacks = exchange.close_callbacks
+            outgoing: Iterable[bytes] | None = None
+            if final is body and not dropped and not close_callbacks:
+                exchange.phase = HANDED_OVER
+                close_callbacks.append(_SEAL)
+                if close_callbacks[0] is _SEAL:  # else a close callback raced in: hook
+                    outgoing = body.app_iter if isinstance(body, AppBody) and body.untouched else body
+            if outgoing is None:
+                closers = [close for item in _unique(final, *dropped, body) if (close := getattr(item, "close", None))]
+                exchange.phase = HOOKED
+                context = None if isinstance(final, AppBody) else copy_context()
+                outgoing = ClosingIterable(final, closers, exchange, context)
+            exchange.server_write = start_response(status, headers)
+            return outgoing
+        except BaseException:
+            _drop(exchange, _unique(final, *dropped, body))
+            raise
+
+    def _prime(self, exchange: _Exchange, app_iter: Iterable[bytes]) -> Iterator[bytes]:
+        """Start a lazy application: pull chunks until it called start_response."""
+        iterator = prime(app_iter, exchange, exchange.buffer())
+        if exchange.status is None:
+            raise RuntimeError(
+                f"The WSGI application {self.app!r} returned an iterable that ended "
+                "without calling start_response(). Every WSGI application must "
+                "call start_response (PEP 3333)."
+            )
+        return iterator
+
+    def _apply_logged(
+        self, func: Any, response: Response, originals: list[tuple[str, str]], dropped: list[Iterable[bytes]]
+    ) -> Response:
+        """Run one callback under ``on_callback_error='log'``: on error, log and roll back."""
+        saved = (response, response.status, list(response.headerlist), response.app_iter)
+        try:
+            result = func(response)
+            if result is not None:
+                response = _replacement(func, response, result, dropped)
+            check_response(response, func, {id(saved[1]): saved[1]}, originals)
+        except Exception:
+            logger.exception(
+                "after_this_request callback %s raised; the response goes on as it was "
+                "before this callback (on_callback_error='log').",
+                describe(func),
+            )
+            return _roll_back(saved, response, dropped)
+        return response
+
+
+_NOT_BUILT: Any = None
+
+
+def _replacement(func: Any, response: Response, result: object, dropped: list[Iterable[bytes]]) -> Response:
+    """Check a callback's non-None return value; the response to go on with."""
+    if not isinstance(result, Response):
+        raise _bad_return(func, result)
+    if result is not response:
+        dropped.append(response.app_iter)
+    return result
+
+
+def _unique(*iterables: Iterable[bytes] | None) -> list[Iterable[bytes]]:
+    seen: list[Iterable[bytes]] = []
+    for item in iterables:
+        if item is not None and not any(item is other for other in seen):
+            seen.append(item)
+    return seen
+
+
+def _close_quietly(iterable: object) -> None:
+    try:
+        close = getattr(iterable, "close", None)
+        if close is not None:
+            close()
+    except Exception:
+        logger.exception("Closing %r raised while another error was propagating.", iterable)
+
+
+def _drop(exchange: _Exchange, iterables: Iterable[Iterable[bytes]]) -> None:
+    """The request failed before a response reached the server: clean up.
+
+    Callbacks are dropped, every iterable is closed, close callbacks run; errors
+    from these are logged so that the original exception propagates unchanged.
+    """
+    Registry.forget(Registry.seal(exchange.callbacks))
+    for iterable in iterables:
+        _close_quietly(iterable)
+    if exchange.phase not in (CLOSED, FAILED):
+        run_close_callbacks(exchange, FAILED)
+
+
+def _bad_return(func: Any, result: object) -> TypeError:
+    hint = ""
+    close = getattr(result, "close", None)
+    if hasattr(result, "__await__") and close is not None:
+        close()  # a coroutine nobody will await: close it to avoid a RuntimeWarning
+        hint = " It returned an awaitable: register a plain (def) function, not an async one."
+    return TypeError(
+        f"after_this_request callback {describe(func)} returned a "
+        f"{type(result).__module__}.{type(result).__qualname__}; a callback must return "
+        "None (to keep the response it was given, possibly changed) or a "
+        f"webob.Response (to replace it).{hint}"
+    )
+
+
+def _roll_back(saved: tuple[Response, str, list[tuple[str, str]], Any], current: Response, dropped: list[Iterable[bytes]]) -> Response:
+    """Undo a failed callback's changes (``on_callback_error='log'``)."""
+    response, status, headerlist, app_iter = saved
+    if current is not response:
+        dropped.append(current.app_iter)
+    if response.app_iter is not app_iter:
+        if isinstance(app_iter, AppBody) and app_iter.started:
+            pass  # the body was read into memory; the read copy is the body now
+        else:
+            dropped.append(response.app_iter)
+            response.app_iter = app_iter
+    response.headerlist = headerlist
+    response.status = status
+    return response
+
+

@@ -1,0 +1,92 @@
+"""The one table of ``DeferMiddleware`` options, shared by the keyword and the
+PasteDeploy (ini) paths.
+
+Each :class:`Option` has a default, the accepted values and a strict parser for
+ini strings. Keyword values are checked against the same table, so the two
+paths cannot drift apart, and every error names the option, the accepted values
+and the value given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+__all__ = ["OPTIONS", "Option", "from_ini", "from_keywords"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its name, default, accepted values and what it means."""
+
+    name: str
+    default: str
+    choices: tuple[str, ...]
+    doc: str
+
+    def check(self, value: object) -> str:
+        """Return *value* if it is accepted, else raise ``ValueError``."""
+        if isinstance(value, str) and value in self.choices:
+            return value
+        raise ValueError(
+            f"DeferMiddleware option {self.name!r} must be one of "
+            f"{', '.join(map(repr, self.choices))}; got {value!r}."
+        )
+
+    def parse(self, text: str) -> str:
+        """Parse an ini string strictly: surrounding blanks and case are ignored,
+        nothing else is guessed."""
+        if not isinstance(text, str):
+            return self.check(text)
+        return self.check(text.strip().lower())
+
+
+OPTIONS: dict[str, Option] = {
+    option.name: option
+    for option in (
+        Option(
+            name="on_callback_error",
+            default="raise",
+            choices=("raise", "log"),
+            doc=(
+                "What an exception from an after_this_request callback does. 'raise': "
+                "it propagates (the app iterable is closed, close callbacks run). "
+                "'log': it is logged on the 'deferware' logger and the response goes "
+                "on as it was before that callback."
+            ),
+        ),
+    )
+}
+
+
+def from_keywords(**values: Any) -> dict[str, str]:
+    """Check keyword option values; unset options get their defaults."""
+    return {name: option.check(values.get(name, option.default)) for name, option in OPTIONS.items()}
+
+
+def from_ini(local_conf: Mapping[str, str], global_conf: Mapping[str, str]) -> dict[str, str]:
+    """Parse a PasteDeploy filter section's options strictly.
+
+    An unknown key is an error naming the known ones (PasteDeploy would only say
+    ``TypeError: unexpected keyword``). A deferware option in ``[DEFAULT]`` is an
+    error too: PasteDeploy silently drops a section's own setting of a key that
+    is also in ``[DEFAULT]``, so the value actually meant cannot be known.
+    """
+    unknown = sorted(set(local_conf) - set(OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"Unknown deferware option(s) {', '.join(map(repr, unknown))} in the "
+            f"[filter:...] section. Known options: {', '.join(map(repr, OPTIONS))}."
+        )
+    in_defaults = sorted(name for name in OPTIONS if name in global_conf)
+    if in_defaults:
+        raise ValueError(
+            f"deferware option(s) {', '.join(map(repr, in_defaults))} found in [DEFAULT]. "
+            "PasteDeploy drops a filter section's own value for a key that is also in "
+            "[DEFAULT], so the value meant cannot be known: set deferware options only "
+            "in the [filter:...] section."
+        )
+    return {
+        name: option.parse(local_conf[name]) if name in local_conf else option.default
+        for name, option in OPTIONS.items()
+    }

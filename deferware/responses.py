@@ -1,0 +1,172 @@
+"""WebOb glue: building the ``webob.Response`` callbacks see, and checking what
+they leave in it before it reaches the server.
+
+``webob.Response(status=..., headerlist=..., app_iter=...)`` costs microseconds,
+mostly in its status setter, which tries ``int(status)`` and takes the
+exception path for every ``"200 OK"``. The status and headers here come
+straight from ``start_response`` and are re-emitted as they are, so
+:func:`build_response` sets the instance state that constructor would set,
+directly. That relies on WebOb internals, so it is checked once at import
+against the public constructor (falling back to it on any difference) and
+pinned by a test comparing the two on WebOb's public behaviour.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Iterable
+
+from webob import Response
+
+from .exceptions import InvalidHeader
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse  # noqa: F401
+
+__all__ = ["CheckedHeaders", "build_response", "check_response", "describe"]
+
+_new = Response.__new__
+
+
+def _public_response(status: str, headerlist: list[tuple[str, str]], app_iter: Iterable[bytes]) -> Response:
+    return Response(status=status, headerlist=headerlist, app_iter=app_iter)
+
+
+def _fast_response(status: str, headerlist: list[tuple[str, str]], app_iter: Iterable[bytes]) -> Response:
+    response = _new(Response)
+    # Exactly the attributes Response.__init__ sets for (status, headerlist, app_iter).
+    state = response.__dict__
+    state["_status"] = status
+    state["_headers"] = None
+    state["_headerlist"] = headerlist
+    state["conditional_response"] = False
+    state["_app_iter"] = app_iter
+    return response
+
+
+def _fast_path_matches() -> bool:
+    """True if the shortcut yields the same instance state as WebOb's constructor."""
+    args = ("404 Not Found", [("Content-Type", "text/plain")], [b"x"])
+    try:
+        return vars(_fast_response(*args)) == vars(_public_response(*args))
+    except Exception:  # pragma: no cover - only on a WebOb that changed shape
+        return False
+
+
+#: Builds the ``webob.Response`` callbacks see, sharing (not copying) the
+#: header list and iterable the application produced.
+build_response = _fast_response if _fast_path_matches() else _public_response
+
+# RFC 9110 token characters for names; values: visible latin-1 plus space and tab.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
+_STATUS = re.compile(r"[1-9][0-9]{2} [\t\x20-\x7e\x80-\xff]*")
+
+
+def describe(func: Any) -> str:
+    """A short, readable name for a callback in error messages."""
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    module = getattr(func, "__module__", None)
+    if name:
+        return f"{module}.{name}" if module else str(name)
+    return repr(func)
+
+
+def _header_problem(item: Any) -> str | None:
+    if type(item) is not tuple or len(item) != 2:
+        return f"header {item!r} is not a (name, value) tuple"
+    name, value = item
+    if type(name) is not str or _TOKEN.fullmatch(name) is None:
+        return f"header name {name!r} is not an HTTP token (letters, digits, !#$%&'*+-.^_`|~)"
+    if type(value) is not str:
+        return f"header {name!r} has a {type(value).__name__} value {value!r}; values must be str"
+    bad = _BAD_VALUE.search(value)
+    if bad is not None:
+        return (
+            f"header {name!r} has the value {value!r}, whose character {bad.group()!r} "
+            "is not allowed (CR, LF, NUL and other control characters split the "
+            "response; characters beyond latin-1 cannot be sent)"
+        )
+    return None
+
+
+def _refuse(owner: Any, item: Any) -> None:
+    problem = _header_problem(item)
+    if problem is not None:
+        raise InvalidHeader(
+            f"after_this_request callback {describe(owner)} set an unsafe response "
+            f"header: {problem}. Nothing was sent; remove the character or encode "
+            "the value (e.g. percent-encode it)."
+        )
+
+
+class CheckedHeaders(list):  # type: ignore[type-arg]
+    """The header list callbacks see: it refuses an unsafe header as it is added.
+
+    Checking on the way in costs one check per added header (rather than one per
+    header per callback), and the :class:`InvalidHeader` is raised inside the
+    callback, at the line that set the header. WebOb adds headers only with
+    ``append`` and ``extend``; the other mutators are covered too. ``owner``
+    is the callback running now, for the message.
+    """
+
+    __slots__ = ("owner",)
+
+    def append(self, item: Any) -> None:
+        _refuse(self.owner, item)
+        list.append(self, item)
+
+    def extend(self, items: Iterable[Any]) -> None:
+        items = list(items)
+        for item in items:
+            _refuse(self.owner, item)
+        list.extend(self, items)
+
+    def insert(self, index: Any, item: Any) -> None:
+        _refuse(self.owner, item)
+        list.insert(self, index, item)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if isinstance(index, slice):
+            value = list(value)
+            for item in value:
+                _refuse(self.owner, item)
+        else:
+            _refuse(self.owner, value)
+        list.__setitem__(self, index, value)
+
+    def __iadd__(self, items: Iterable[Any]) -> CheckedHeaders:  # type: ignore[override,misc]
+        self.extend(items)
+        return self
+
+
+def check_response(
+    response: Response, func: Any, trusted: dict[int, object], originals: Iterable[object]
+) -> None:
+    """After *func* ran: raise :class:`InvalidHeader` if it left an unsafe status
+    or header behind, by a way :class:`CheckedHeaders` does not see (a new
+    header list, a new response). Then make its header list a checked one.
+
+    *trusted* maps ``id()`` to objects already accepted, holding them so that
+    their ids cannot be reused; *originals* are the application's own header
+    tuples: its own business, passed through as they would be without deferware.
+    """
+    status = response.status
+    if id(status) not in trusted:
+        if type(status) is not str or _STATUS.fullmatch(status) is None:
+            raise InvalidHeader(
+                f"after_this_request callback {describe(func)} set the status {status!r}, "
+                "which is not a 3-digit code, a space and a reason phrase without "
+                "control characters. Set response.status_code or a plain status string."
+            )
+        trusted[id(status)] = status
+    headerlist = response.headerlist
+    if type(headerlist) is CheckedHeaders:
+        return
+    trusted.update((id(item), item) for item in originals)
+    for item in headerlist:
+        if id(item) not in trusted:
+            _refuse(func, item)
+    checked = CheckedHeaders(headerlist)
+    checked.owner = func
+    response.headerlist = checked
