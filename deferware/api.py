@@ -9,9 +9,9 @@ function at registration time, and return it unchanged.
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, overload
+from typing import TYPE_CHECKING, Callable, Optional, TypeVar, Union, overload
 
-from .registry import _SEAL, current_registry, lookup, too_late
+from .registry import WRITTEN, current_registry, lookup, too_late
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -101,7 +101,7 @@ def after_this_request(
         registry = lookup(environ, "after_this_request")
     callbacks = registry.callbacks
     callbacks.append(func)
-    if _SEAL in callbacks and too_late(callbacks, func):
+    if registry.phase > WRITTEN and too_late(callbacks, func):
         registry.refuse_callback(func)
     return func
 
@@ -109,9 +109,7 @@ def after_this_request(
 @overload
 def call_on_close(func: _C, *, environ: WSGIEnvironment | None = None) -> _C: ...
 @overload
-def call_on_close(
-    func: None = None, *, environ: WSGIEnvironment | None = None
-) -> Callable[[_C], _C]: ...
+def call_on_close(func: None = None, *, environ: WSGIEnvironment | None = None) -> Callable[[_C], _C]: ...
 
 
 def call_on_close(
@@ -143,5 +141,3 @@ def call_on_close(
     check_callback(func, "call_on_close")
     lookup(environ, "call_on_close").add_close_callback(func)
     return func
-
-

@@ -47,7 +47,7 @@ class AppBody:
     closes the application's iterable exactly once.
     """
 
-    __slots__ = ("app_iter", "head", "_iterator", "_context", "started", "closed")
+    __slots__ = ("_context", "_iterator", "app_iter", "closed", "head", "started")
 
     def __init__(
         self,
@@ -144,7 +144,7 @@ class ClosingIterable:
     would be without deferware), then runs the request's close callbacks.
     """
 
-    __slots__ = ("_iterable", "_closers", "_registry", "_context", "_closed")
+    __slots__ = ("_closed", "_closers", "_context", "_iterable", "_registry")
 
     def __init__(
         self,

@@ -26,13 +26,24 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from webob import Response
 
-from .iterators import AppBody, ClosingIterable, close_all, prime, run_close_callbacks
+from .iterators import AppBody, ClosingIterable, prime, run_close_callbacks
 from .options import from_keywords
-from .registry import _SEAL, CLOSED, ENVIRON_KEY, FAILED, HANDED_OVER, HOOKED, OPEN, WRITTEN, Registry, current_registry
+from .registry import (
+    _SEAL,
+    CLOSED,
+    ENVIRON_KEY,
+    FAILED,
+    FINISHING,
+    HANDED_OVER,
+    HOOKED,
+    OPEN,
+    WRITTEN,
+    Registry,
+    current_registry,
+)
 from .responses import CheckedHeaders, build_response, check_response, describe
 
 if TYPE_CHECKING:
-
     from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -46,7 +57,7 @@ _new_exchange = object.__new__
 class _Exchange(Registry):
     """The registry plus what ``start_response`` and ``write()`` recorded."""
 
-    __slots__ = ("status", "headers", "head", "server_write")
+    __slots__ = ("head", "headers", "server_write", "status")
 
     def __init__(self) -> None:  # inlined in DeferMiddleware.__call__; keep in step
         self.callbacks: list[Any] = []
@@ -83,7 +94,10 @@ class _Exchange(Registry):
         if self.phase >= HANDED_OVER:
             server_write = getattr(self, "server_write", None)
             if server_write is None:  # pragma: no cover - a server that broke PEP 3333
-                raise RuntimeError("write() was called after the response was handed over, but the server gave no write() callable.")
+                raise RuntimeError(
+                    "write() was called after the response was handed over, "
+                    "but the server gave no write() callable."
+                )
             return server_write(data)
         if self.status is None:
             raise AssertionError("write() was called before start_response() (PEP 3333).")
@@ -139,8 +153,10 @@ class DeferMiddleware:
         # _Exchange.__init__ inlined: this runs on every request, and the extra
         # Python frame is a tenth of the idle path's cost.
         exchange = _new_exchange(_Exchange)
-        exchange.callbacks = callbacks = []
-        exchange.close_callbacks = close_callbacks = []
+        callbacks: list[Any] = []
+        close_callbacks: list[Any] = []
+        exchange.callbacks = callbacks
+        exchange.close_callbacks = close_callbacks
         exchange.phase = OPEN
         exchange.status = None
         environ[ENVIRON_KEY] = exchange
@@ -155,6 +171,7 @@ class DeferMiddleware:
                 return self._finish(exchange, app_iter, start_response)
             # The idle path. Seal, then make sure no registration from another
             # thread slipped in between the check above and the seal.
+            exchange.phase = HANDED_OVER
             callbacks.append(_SEAL)
             close_callbacks.append(_SEAL)
             if callbacks[0] is not _SEAL or close_callbacks[0] is not _SEAL:  # pragma: no cover
@@ -163,7 +180,6 @@ class DeferMiddleware:
             current_registry.reset(token)
             if outer is not None:
                 environ[ENVIRON_KEY] = outer
-        exchange.phase = HANDED_OVER
         try:
             exchange.server_write = start_response(exchange.status, exchange.headers)
         except BaseException:
@@ -194,6 +210,7 @@ class DeferMiddleware:
             assert status is not None
 
             callbacks = exchange.callbacks
+            exchange.phase = FINISHING
             response: Response | None = None
             checked = _NOT_BUILT
             known_status = status
@@ -211,15 +228,18 @@ class DeferMiddleware:
                 checked.owner = func
                 if self._log_errors:
                     response = self._apply_logged(func, response, headers, dropped)
+                    checked = response.headerlist
+                    known_status = response.status
                 else:
                     result = func(response)
                     if result is not None:
                         response = _replacement(func, response, result, dropped)
-                    if type(response.headerlist) is not CheckedHeaders or response.status is not known_status:
+                    checked = response.headerlist
+                    if type(checked) is not CheckedHeaders or response.status is not known_status:
                         check_response(response, func, {id(known_status): known_status}, headers)
-                known_status = response.status
-                checked = response.headerlist
-            Registry.forget(callbacks)  # drop the references: the environ may outlive the request
+                        checked = response.headerlist
+                        known_status = response.status
+            del callbacks[: index - 1]  # the environ, so the registry, may outlive the request
             if response is not None:
                 status = response.status
                 headers = list(response.headerlist)  # PEP 3333: a real list
@@ -233,7 +253,11 @@ class DeferMiddleware:
                 if close_callbacks[0] is _SEAL:  # else a close callback raced in: hook
                     outgoing = body.app_iter if isinstance(body, AppBody) and body.untouched else body
             if outgoing is None:
-                closers = [close for item in _unique(final, *dropped, body) if (close := getattr(item, "close", None))]
+                closers = [
+                    close
+                    for item in _unique(final, *dropped, body)
+                    if (close := getattr(item, "close", None))
+                ]
                 exchange.phase = HOOKED
                 context = None if isinstance(final, AppBody) else copy_context()
                 outgoing = ClosingIterable(final, closers, exchange, context)
@@ -309,6 +333,8 @@ def _drop(exchange: _Exchange, iterables: Iterable[Iterable[bytes]]) -> None:
     Callbacks are dropped, every iterable is closed, close callbacks run; errors
     from these are logged so that the original exception propagates unchanged.
     """
+    if exchange.phase < FINISHING:
+        exchange.phase = FINISHING
     Registry.forget(Registry.seal(exchange.callbacks))
     for iterable in iterables:
         _close_quietly(iterable)
@@ -330,7 +356,9 @@ def _bad_return(func: Any, result: object) -> TypeError:
     )
 
 
-def _roll_back(saved: tuple[Response, str, list[tuple[str, str]], Any], current: Response, dropped: list[Iterable[bytes]]) -> Response:
+def _roll_back(
+    saved: tuple[Response, str, list[tuple[str, str]], Any], current: Response, dropped: list[Iterable[bytes]]
+) -> Response:
     """Undo a failed callback's changes (``on_callback_error='log'``)."""
     response, status, headerlist, app_iter = saved
     if current is not response:
@@ -344,5 +372,3 @@ def _roll_back(saved: tuple[Response, str, list[tuple[str, str]], Any], current:
     response.headerlist = headerlist
     response.status = status
     return response
-
-

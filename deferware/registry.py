@@ -8,10 +8,9 @@ the middleware around every stretch of application code it drives.
 Registration can race with the middleware finishing the response (a worker
 thread registering while the response is handed over). The lists are therefore
 *sealed* rather than swapped: the finisher appends the ``_SEAL`` marker and runs
-the entries before it. A registrant appends, then looks for the marker: an entry
-that landed after it is taken back out and its registrant gets
-:class:`ResponseAlreadyStarted`. List appends are atomic, so each registration
-either runs or raises: none is lost.
+the entries before it. A registrant appends, then looks for the marker: if its
+entry landed after it, the registrant gets :class:`ResponseAlreadyStarted`. List
+appends are atomic, so each registration either runs or raises: none is lost.
 """
 
 from __future__ import annotations
@@ -47,12 +46,15 @@ class _Seal:
 _SEAL: Any = _Seal()
 
 # Where a request is (Registry.phase); only the middleware moves it forward.
+# A phase is always moved forward *before* a list is sealed, so a registrant
+# that sees a phase <= WRITTEN after appending knows its entry precedes any seal.
 OPEN = 0  #: the application is running; every registration is taken
 WRITTEN = 1  #: as OPEN, but the application passed data to write()
-HANDED_OVER = 2  #: status and headers went to the server, without a close hook
-HOOKED = 3  #: status and headers went to the server; close() will run close callbacks
-CLOSED = 4  #: the close callbacks ran
-FAILED = 5  #: the application raised before a response existed
+FINISHING = 2  #: the callbacks run; registrations go on until the seal
+HANDED_OVER = 3  #: status and headers went to the server, without a close hook
+HOOKED = 4  #: status and headers went to the server; close() will run close callbacks
+CLOSED = 5  #: the close callbacks ran
+FAILED = 6  #: the application raised before a response existed
 
 _TOO_LATE_FOR_CLOSE = {
     HANDED_OVER: "this response was handed to the server without a close hook, because no "
@@ -80,26 +82,33 @@ class Registry:
         self.phase = OPEN
 
     def __repr__(self) -> str:
-        return f"<deferware.Registry phase={self.phase} callbacks={self.callbacks!r} close_callbacks={self.close_callbacks!r}>"
+        return (
+            f"<deferware.Registry phase={self.phase} callbacks={self.callbacks!r} "
+            f"close_callbacks={self.close_callbacks!r}>"
+        )
 
     def add_callback(self, func: Callable[..., Any]) -> None:
         """Append an ``after_this_request`` callback, or raise if it can no longer run."""
-        if not _add(self.callbacks, func):
+        items = self.callbacks
+        items.append(func)
+        if self.phase > WRITTEN and too_late(items, func):
             self.refuse_callback(func)
 
     def refuse_callback(self, func: Callable[..., Any]) -> None:
         """Raise the error for an ``after_this_request`` that came too late."""
         raise ResponseAlreadyStarted(
-                f"after_this_request({func!r}) came too late: the status and headers of "
-                "this response were already handed to the server (or the request failed "
-                "before a response existed), so the callback could never run. Register "
-                "it before the application returns its response; for work after the "
-                "response was sent, use call_on_close()."
-            )
+            f"after_this_request({func!r}) came too late: the status and headers of "
+            "this response were already handed to the server (or the request failed "
+            "before a response existed), so the callback could never run. Register "
+            "it before the application returns its response; for work after the "
+            "response was sent, use call_on_close()."
+        )
 
     def add_close_callback(self, func: Callable[[], object]) -> None:
         """Append a ``call_on_close`` callback, or raise if it can no longer run."""
-        if not _add(self.close_callbacks, func):
+        items = self.close_callbacks
+        items.append(func)
+        if self.phase > WRITTEN and too_late(items, func):
             reason = _TOO_LATE_FOR_CLOSE.get(self.phase, _TOO_LATE_FOR_CLOSE[CLOSED])
             raise ResponseAlreadyStarted(
                 f"call_on_close({func!r}) came too late: {reason}, so the callback could "
@@ -108,36 +117,33 @@ class Registry:
 
     @staticmethod
     def seal(items: list[Any]) -> list[Any]:
-        """Stop *items* taking entries; return it (entries before the seal run)."""
+        """Stop *items* taking entries; return it (entries before the seal run).
+
+        Move the phase forward first (see the phase constants).
+        """
         if _SEAL not in items:
             items.append(_SEAL)
         return items
 
     @staticmethod
     def forget(items: list[Any]) -> None:
-        """Drop the entries before the seal once they ran (the environ may outlive
-        the request). Overwritten, not deleted: positions must not shift under a
-        late registrant still checking where its entry landed."""
-        seal_at = items.index(_SEAL)
-        items[:seal_at] = [None] * seal_at
-
-
-def _add(items: list[Any], func: Any) -> bool:
-    """Append *func*; False if it landed after the seal (and was taken back out)."""
-    items.append(func)
-    return _SEAL not in items or not too_late(items, func)
+        """Drop the entries before the seal once they ran: the environ, and so
+        the registry, may outlive the request."""
+        del items[: items.index(_SEAL)]
 
 
 def too_late(items: list[Any], func: Any) -> bool:
-    """After appending *func* to a sealed list: take it back out if it landed
-    after the seal, and say so. (If the seal is not there yet, the finisher
-    will append it after our entry: not too late.)"""
-    seal_at = items.index(_SEAL)
-    for index in range(len(items) - 1, seal_at, -1):
-        if items[index] is func:
-            items[index] = None  # not deleted: positions must not shift (see forget)
-            return True
-    return False
+    """Whether *func*, just appended to *items*, landed after the seal.
+
+    Works on a snapshot (an atomic copy), so the finisher may change the list
+    meanwhile. An entry after the seal never runs; it is left in place.
+    """
+    snapshot = items[:]
+    try:
+        seal_at = snapshot.index(_SEAL)
+    except ValueError:
+        return False  # not sealed yet: the seal will land after our entry
+    return any(item is func for item in snapshot[seal_at + 1 :])
 
 
 def lookup(environ: WSGIEnvironment | None, api: str) -> Registry:

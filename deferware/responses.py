@@ -49,7 +49,7 @@ def _fast_path_matches() -> bool:
     args = ("404 Not Found", [("Content-Type", "text/plain")], [b"x"])
     try:
         return vars(_fast_response(*args)) == vars(_public_response(*args))
-    except Exception:  # pragma: no cover - only on a WebOb that changed shape
+    except Exception:  # noqa: BLE001 # pragma: no cover - only on a WebOb that changed shape
         return False
 
 
@@ -60,6 +60,27 @@ build_response = _fast_response if _fast_path_matches() else _public_response
 # RFC 9110 token characters for names; values: visible latin-1 plus space and tab.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
+_KNOWN_NAMES = frozenset(
+    (
+        "Set-Cookie",
+        "Content-Type",
+        "Content-Length",
+        "Location",
+        "Cache-Control",
+        "Vary",
+        "ETag",
+        "Last-Modified",
+        "Expires",
+        "Content-Language",
+        "Content-Encoding",
+        "Content-Disposition",
+        "X-Frame-Options",
+        "X-Content-Type-Options",
+        "Strict-Transport-Security",
+        "Content-Security-Policy",
+        "Referrer-Policy",
+    )
+)
 _STATUS = re.compile(r"[1-9][0-9]{2} [\t\x20-\x7e\x80-\xff]*")
 
 
@@ -91,6 +112,22 @@ def _header_problem(item: Any) -> str | None:
 
 
 def _refuse(owner: Any, item: Any) -> None:
+    """Raise :class:`InvalidHeader` for *item* unless it is a safe header.
+
+    The common case (an ASCII value without control characters, under a name
+    seen before) is decided by str methods, in C; anything else, tabs and
+    latin-1 values included, by the precise checks in ``_header_problem``.
+    """
+    if type(item) is tuple and len(item) == 2:
+        name, value = item
+        if (
+            type(value) is str
+            and value.isascii()
+            and value.isprintable()
+            and type(name) is str
+            and (name in _KNOWN_NAMES or _TOKEN.fullmatch(name))
+        ):
+            return
     problem = _header_problem(item)
     if problem is not None:
         raise InvalidHeader(
@@ -111,6 +148,7 @@ class CheckedHeaders(list):  # type: ignore[type-arg]
     """
 
     __slots__ = ("owner",)
+    owner: Any
 
     def append(self, item: Any) -> None:
         _refuse(self.owner, item)
@@ -135,7 +173,7 @@ class CheckedHeaders(list):  # type: ignore[type-arg]
             _refuse(self.owner, value)
         list.__setitem__(self, index, value)
 
-    def __iadd__(self, items: Iterable[Any]) -> CheckedHeaders:  # type: ignore[override,misc]
+    def __iadd__(self, items: Iterable[Any]) -> CheckedHeaders:  # type: ignore[misc]
         self.extend(items)
         return self
 

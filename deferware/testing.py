@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from webob import Response
 
 from .iterators import run_close_callbacks
-from .registry import _SEAL, ENVIRON_KEY, HANDED_OVER, OPEN, Registry, current_registry
+from .registry import _SEAL, ENVIRON_KEY, FINISHING, HANDED_OVER, OPEN, Registry, current_registry
 from .responses import CheckedHeaders, check_response
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ class Deferred:
         response.headerlist = checked
         dropped: list[Any] = []
         token = current_registry.set(self.registry)
+        self.registry.phase = FINISHING
         try:
             index = 0
             while True:
