@@ -1,0 +1,1 @@
+"""The deferware demo: the language-cookie example, served from a PasteDeploy ini."""
