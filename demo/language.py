@@ -21,7 +21,7 @@ GREETINGS = {"en": "Hello", "de": "Hallo", "fr": "Bonjour", "es": "Hola"}
 def detect_user_language(request: Request) -> str:
     language = request.cookies.get("user_lang")
     if language not in GREETINGS:
-        language = request.accept_language.best_match(GREETINGS, default_match="en")
+        language = request.accept_language.lookup(list(GREETINGS), default="en")
 
         @after_this_request
         def remember_language(response: Response) -> None:
