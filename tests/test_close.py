@@ -1,0 +1,185 @@
+"""close(): the application's iterable is closed exactly once on every path, and
+call_on_close callbacks run exactly once, in order, after the body is done."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from webob import Response
+
+from deferware import DeferMiddleware, after_this_request, call_on_close
+
+
+class Boom(Exception):
+    pass
+
+
+def _header(response):
+    response.headers["X-Seen"] = "yes"
+
+
+def _replace(response):
+    return Response(b"replaced", content_type="text/plain")
+
+
+def _read_body(response):
+    response.body = response.body.upper()
+
+
+def _raise(response):
+    raise Boom("callback failed")
+
+
+PATHS = [
+    pytest.param([], {}, None, None, id="no-callbacks"),
+    pytest.param([_header], {}, None, None, id="header-callback"),
+    pytest.param([_replace], {}, None, None, id="callback-replaces-response"),
+    pytest.param([_read_body], {}, None, None, id="callback-rewrites-body"),
+    pytest.param([_raise], {}, Boom, None, id="callback-raises"),
+    pytest.param([_header, _raise], {"on_callback_error": "log"}, None, None, id="callback-raises-logged"),
+    pytest.param([], {}, None, 1, id="server-closes-early"),
+    pytest.param([_header], {}, None, 1, id="server-closes-early-with-callback"),
+]
+
+
+@pytest.mark.parametrize(("callbacks", "options", "error", "stop_after"), PATHS)
+@pytest.mark.parametrize("with_close_callback", [False, True], ids=["", "call_on_close"])
+def test_app_iterable_is_closed_exactly_once_on_every_path(
+    callbacks, options, error, stop_after, with_close_callback, shape, make_app, counted, drive, caplog
+):
+    closed = []
+
+    def register(environ):
+        for func in callbacks:
+            after_this_request(func)
+        if with_close_callback:
+            call_on_close(lambda: closed.append("close callback"))
+
+    app = counted(make_app(shape, during=register))
+    middleware = DeferMiddleware(app, **options)
+
+    if error is None:
+        drive(middleware, stop_after=stop_after)
+    else:
+        with pytest.raises(error):
+            drive(middleware, stop_after=stop_after)
+
+    assert app.body.close_calls == 1
+    assert closed == (["close callback"] if with_close_callback else [])
+
+
+def test_closing_iterable_shape_is_closed_once(make_app, wrap, drive):
+    app = make_app("closing", during=lambda environ: after_this_request(_read_body))
+
+    sent = drive(wrap(app))
+
+    assert sent.body == b"HELLO WORLD"
+    assert app.iterable.close_calls == 1
+
+
+def test_close_callbacks_run_once_in_order_after_the_body_is_done(shape, make_app, drive):
+    log = []
+
+    def register(environ):
+        call_on_close(lambda: log.append("close 1"))
+        call_on_close(lambda: log.append("close 2"))
+        call_on_close(lambda: log.append("close 3"))
+
+    sent = drive(DeferMiddleware(make_app(shape, during=register)), log=log, close=False)
+
+    assert log[-1] == ("server got", b"world")
+    assert "close 1" not in log
+    sent.iterable.close()
+    sent.iterable.close()
+    assert log[-3:] == ["close 1", "close 2", "close 3"]
+    assert log.count("close 1") == 1
+
+
+def test_close_callbacks_run_even_when_registered_from_an_after_this_request_callback(make_app, wrap, drive):
+    log = []
+
+    def register(environ):
+        @after_this_request
+        def schedule(response):
+            call_on_close(lambda: log.append("closed"))
+
+    drive(wrap(make_app("list", during=register)))
+
+    assert log == ["closed"]
+
+
+def test_raising_close_callback_is_logged_and_the_rest_still_run(make_app, drive, caplog):
+    log = []
+
+    def failing():
+        raise Boom("close callback failed")
+
+    def register(environ):
+        call_on_close(lambda: log.append("before"))
+        call_on_close(failing)
+        call_on_close(lambda: log.append("after"))
+
+    with caplog.at_level(logging.ERROR, logger="deferware"):
+        drive(DeferMiddleware(make_app("list", during=register)))  # close() does not raise
+
+    assert log == ["before", "after"]
+    [record] = [record for record in caplog.records if record.name == "deferware"]
+    assert record.levelno == logging.ERROR
+    assert "failing" in record.getMessage()
+    assert record.exc_info is not None
+    assert record.exc_info[0] is Boom
+
+
+@pytest.mark.parametrize(
+    "when", ["before_start_response", "after_start_response", "lazy_before_start_response"]
+)
+def test_close_callbacks_run_before_an_app_exception_leaves_the_middleware(when, raising_app, drive):
+    log = []
+    error = Boom("app failed")
+
+    def register(environ):
+        call_on_close(lambda: log.append("close 1"))
+        call_on_close(lambda: log.append("close 2"))
+
+    app = DeferMiddleware(raising_app(when, error, during=register))
+
+    with pytest.raises(Boom) as caught:
+        drive(app)
+
+    assert caught.value is error
+    assert log == ["close 1", "close 2"]
+
+
+def test_close_callbacks_run_when_a_callback_raises(make_app, drive):
+    log = []
+
+    def register(environ):
+        call_on_close(lambda: log.append("closed"))
+        after_this_request(_raise)
+
+    with pytest.raises(Boom):
+        drive(DeferMiddleware(make_app("list", during=register)))
+
+    assert log == ["closed"]
+
+
+def test_app_close_error_propagates_but_close_callbacks_still_run(drive):
+    log = []
+
+    class FailingClose:
+        def __iter__(self):
+            return iter([b"x"])
+
+        def close(self):
+            raise Boom("app close failed")
+
+    def app(environ, start_response):
+        call_on_close(lambda: log.append("closed"))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return FailingClose()
+
+    with pytest.raises(Boom, match="app close failed"):
+        drive(DeferMiddleware(app))
+
+    assert log == ["closed"]

@@ -1,0 +1,172 @@
+"""When callbacks run, and that streaming bodies stay streamed.
+
+Callbacks run after the application called ``start_response`` and returned its
+iterable (after its first chunk, for a lazy app), and before the server gets
+the status and headers, which it gets exactly as the callbacks left them.
+"""
+
+from __future__ import annotations
+
+import pytest
+from webtest import TestApp
+
+from deferware import DeferMiddleware, after_this_request
+
+
+def test_callbacks_run_after_the_app_returned_and_before_the_server_sees_headers(drive, make_environ):
+    log = []
+
+    def app(environ, start_response):
+        after_this_request(lambda response: log.append(("callback", response.status)))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        log.append(("app", "start_response"))
+        log.append(("app", "returns"))
+        return [b"body"]
+
+    drive(DeferMiddleware(app), log=log)
+
+    assert log == [
+        ("app", "start_response"),
+        ("app", "returns"),
+        ("callback", "200 OK"),
+        ("server start_response", "200 OK"),
+        ("server got", b"body"),
+    ]
+
+
+def test_lazy_app_callbacks_run_after_its_first_chunk_and_before_the_server_sees_headers(drive):
+    log = []
+
+    def app(environ, start_response):
+        after_this_request(lambda response: log.append(("callback", response.status)))
+        log.append(("app", "returns"))
+        return lazy(start_response)
+
+    def lazy(start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        log.append(("app", "start_response"))
+        for number in (1, 2):
+            log.append(("app produced", number))
+            yield b"chunk %d" % number
+
+    drive(DeferMiddleware(app), log=log)
+
+    assert log == [
+        ("app", "returns"),
+        ("app", "start_response"),
+        ("app produced", 1),
+        ("callback", "200 OK"),
+        ("server start_response", "200 OK"),
+        ("server got", b"chunk 1"),
+        ("app produced", 2),
+        ("server got", b"chunk 2"),
+    ]
+
+
+@pytest.mark.parametrize("lazy", [pytest.param(False, id="eager"), pytest.param(True, id="lazy")])
+def test_header_only_callback_keeps_streaming_and_chunk_boundaries(lazy, drive):
+    log = []
+    chunks = [b"one", b"", b"two", b"three"]
+
+    def app(environ, start_response):
+        @after_this_request
+        def header_only(response):
+            response.headers["X-Seen"] = "yes"
+
+        if not lazy:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+        return generate(start_response)
+
+    def generate(start_response):
+        if lazy:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+        for number, chunk in enumerate(chunks, 1):
+            log.append(("app produced", number))
+            yield chunk
+
+    sent = drive(DeferMiddleware(app), log=log)
+
+    assert sent.chunks == chunks
+    assert sent.header("X-Seen") == ["yes"]
+    produced = [entry for entry in log if entry[0] != "server start_response"]
+    assert produced == [
+        entry
+        for number, chunk in enumerate(chunks, 1)
+        for entry in (("app produced", number), ("server got", chunk))
+    ]
+
+
+def test_streaming_body_is_not_pulled_ahead_through_the_validator(make_app, wrap, drive):
+    log = []
+
+    def register(environ):
+        after_this_request(lambda response: response.headers.add("X-Seen", "yes"))
+
+    inner = make_app("eager_generator", during=register)
+
+    def app(environ, start_response):
+        for chunk in inner(environ, start_response):
+            log.append(("app produced", chunk))
+            yield chunk
+
+    # A generator wrapping an eager app is lazy: start_response runs on the first pull.
+    sent = drive(wrap(app), log=log)
+
+    assert sent.chunks == [b"hello", b" ", b"world"]
+    got = [entry for entry in log if entry[0] != "server start_response"]
+    assert got == [(kind, chunk) for chunk in sent.chunks for kind in ("app produced", "server got")]
+
+
+def test_server_gets_the_final_status_and_headers_in_one_start_response(shape, make_app, wrap, drive):
+    def register(environ):
+        @after_this_request
+        def redirect(response):
+            response.status = "303 See Other"
+            response.headers["Location"] = "/elsewhere?x=1"
+            response.headers.add("Set-Cookie", "a=1")
+            response.headers.add("Set-Cookie", "b=2")
+
+    sent = drive(wrap(make_app(shape, during=register)))
+
+    assert sent.start_response_calls == 1
+    assert sent.status == "303 See Other"
+    assert sent.headers == [
+        ("Content-Type", "text/plain; charset=UTF-8"),
+        ("Location", "/elsewhere?x=1"),
+        ("Set-Cookie", "a=1"),
+        ("Set-Cookie", "b=2"),
+    ]
+    assert type(sent.headers) is list
+
+
+def test_relative_location_stays_relative_seen_from_outside(make_app, wrap):
+    def register(environ):
+        @after_this_request
+        def redirect(response):
+            response.status = "302 Found"
+            response.location = "../relative/path"
+
+    result = TestApp(wrap(make_app("list", during=register))).get("/some/page", status=302)
+
+    assert result.headers["Location"] == "../relative/path"
+
+
+def test_head_response_is_not_rewritten_by_webob(make_app, wrap, drive, make_environ):
+    # WebOb's Response.__call__ would swap the body for an empty one on HEAD and
+    # recompute nothing else; the middleware hands the app's body on untouched
+    # (dropping it is the server's job).
+    def register(environ):
+        after_this_request(lambda response: response.headers.add("X-Seen", "yes"))
+
+    sent = drive(
+        wrap(
+            make_app(
+                "list", during=register, headers=[("Content-Type", "text/plain"), ("Content-Length", "11")]
+            )
+        ),
+        make_environ(method="HEAD"),
+    )
+
+    assert sent.status == "200 OK"
+    assert sent.headers == [("Content-Type", "text/plain"), ("Content-Length", "11"), ("X-Seen", "yes")]
+    assert sent.chunks == [b"hello", b" ", b"world"]
