@@ -369,6 +369,6 @@ def _roll_back(
         else:
             dropped.append(response.app_iter)
             response.app_iter = app_iter
-    response.headerlist = headerlist
+    response.headerlist = CheckedHeaders(headerlist)
     response.status = status
     return response
