@@ -1,0 +1,208 @@
+"""Errors: from the application (callbacks dropped, exception unchanged) and from
+callbacks (on_callback_error="raise" propagates, "log" logs and rolls back)."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+from webob import Response
+from webtest import TestApp
+
+from deferware import DeferMiddleware, InvalidHeader, after_this_request, call_on_close
+
+
+class Boom(Exception):
+    pass
+
+
+MOMENTS = ["before_start_response", "after_start_response", "lazy_before_start_response"]
+
+
+@pytest.mark.parametrize("when", MOMENTS)
+def test_app_exception_drops_callbacks_and_propagates_unchanged(when, raising_app, drive):
+    error = Boom("app failed")
+    ran = []
+
+    def register(environ):
+        after_this_request(lambda response: ran.append("callback"))
+
+    with pytest.raises(Boom) as caught:
+        drive(DeferMiddleware(raising_app(when, error, during=register)))
+
+    assert caught.value is error
+    assert ran == []
+
+
+@pytest.mark.parametrize("when", MOMENTS)
+def test_app_base_exception_propagates_unchanged(when, raising_app, drive):
+    error = KeyboardInterrupt()
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        drive(DeferMiddleware(raising_app(when, error)))
+
+    assert caught.value is error
+
+
+def test_callback_exception_propagates_by_default_after_cleanup(shape, make_app, counted, drive):
+    error = Boom("callback failed")
+    log = []
+
+    def failing(response):
+        raise error
+
+    def register(environ):
+        call_on_close(lambda: log.append("closed"))
+        after_this_request(failing)
+        after_this_request(lambda response: log.append("later callback"))
+
+    app = counted(make_app(shape, during=register))
+
+    with pytest.raises(Boom) as caught:
+        drive(DeferMiddleware(app))
+
+    assert caught.value is error
+    assert app.body.close_calls == 1
+    assert log == ["closed"]
+
+
+def _bad_status(response):
+    response.status = "299 Partial"
+    response.headers["X-Half"] = "done"
+    raise Boom("after changing status and headers")
+
+
+def _bad_body(response):
+    response.headers["X-Half"] = "done"
+    response.body = b"half-written"
+    raise Boom("after changing the body")
+
+
+def _bad_read(response):
+    response.status = "299 Partial"
+    response.text = response.text.upper()
+    raise Boom("after reading and changing the body")
+
+
+def _bad_return(response):
+    response.headers["X-Half"] = "done"
+    return "not a response"
+
+
+def _bad_header(response):
+    response.headers["X-Half"] = "done"
+    response.headers["X-Evil"] = "a\r\nSet-Cookie: injected=1"
+
+
+@pytest.mark.parametrize(
+    ("failing", "expected_body", "log_match"),
+    [
+        pytest.param(_bad_status, b"hello world", "Boom: after changing status", id="status-and-headers"),
+        pytest.param(_bad_body, b"hello world", "Boom: after changing the body", id="body"),
+        pytest.param(_bad_read, b"hello world", "Boom: after reading", id="body-read"),
+        pytest.param(_bad_return, b"hello world", "TypeError: .*_bad_return returned", id="bad-return"),
+        pytest.param(_bad_header, b"hello world", "InvalidHeader", id="invalid-header"),
+    ],
+)
+def test_logged_callback_error_rolls_back_that_callback_only(
+    failing, expected_body, log_match, shape, make_app, wrap, drive, caplog
+):
+    ran = []
+
+    def register(environ):
+        after_this_request(lambda response: response.headers.add("X-Before", "1"))
+        after_this_request(failing)
+
+        @after_this_request
+        def later(response):
+            ran.append((response.status, response.headers.get("X-Half")))
+            response.headers.add("X-After", "1")
+
+    with caplog.at_level(logging.ERROR, logger="deferware"):
+        sent = drive(wrap(make_app(shape, during=register), on_callback_error="log"))
+
+    assert ran == [("200 OK", None)]
+    assert sent.status == "200 OK"
+    assert sent.header("X-Before") == ["1"]
+    assert sent.header("X-After") == ["1"]
+    assert sent.header("X-Half") == []
+    assert sent.header("Set-Cookie") == []
+    assert sent.body == expected_body
+    [record] = [record for record in caplog.records if record.name == "deferware"]
+    assert record.levelno == logging.ERROR
+    assert failing.__name__ in record.getMessage()
+    assert record.exc_text is not None
+    assert re.search(log_match, record.exc_text)
+
+
+def test_logged_callback_error_as_last_callback_keeps_earlier_changes(make_app, wrap, caplog):
+    def register(environ):
+        after_this_request(lambda response: response.headers.add("X-Before", "1"))
+        after_this_request(_bad_status)
+
+    with caplog.at_level(logging.ERROR, logger="deferware"):
+        result = TestApp(wrap(make_app("list", during=register), on_callback_error="log")).get("/")
+
+    assert result.status == "200 OK"
+    assert result.headers["X-Before"] == "1"
+    assert "X-Half" not in result.headers
+    assert [record.levelname for record in caplog.records if record.name == "deferware"] == ["ERROR"]
+
+
+def test_logged_error_after_a_replacement_keeps_the_replacement(make_app, wrap, drive, caplog):
+    def register(environ):
+        after_this_request(lambda response: Response(b"replaced", content_type="text/plain"))
+        after_this_request(_bad_status)
+
+    with caplog.at_level(logging.ERROR, logger="deferware"):
+        sent = drive(wrap(make_app("eager_generator", during=register), on_callback_error="log"))
+
+    assert sent.status == "200 OK"
+    assert sent.body == b"replaced"
+    assert sent.header("X-Half") == []
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        pytest.param(
+            lambda r: r.headers.__setitem__("X-Evil", "a\r\nX-Injected: 1"), "X-Evil", id="crlf-in-value"
+        ),
+        pytest.param(lambda r: r.headers.__setitem__("X-Nul", "a\x00b"), "X-Nul", id="nul-in-value"),
+        pytest.param(lambda r: r.headers.__setitem__("Bad Name", "v"), "Bad Name", id="space-in-name"),
+        pytest.param(lambda r: r.headers.__setitem__("X-Snow", "\u2603"), "X-Snow", id="not-latin-1"),
+        pytest.param(lambda r: setattr(r, "headerlist", [("X-Evil", "a\nb")]), "X-Evil", id="new-headerlist"),
+        pytest.param(
+            lambda r: Response(headerlist=[("X-Evil", "a\rb")]), "X-Evil", id="replacement-response"
+        ),
+        pytest.param(lambda r: setattr(r, "status", "200 OK\r\nX-Injected: 1"), "status", id="status"),
+    ],
+)
+def test_unsafe_header_from_a_callback_is_invalid_header(mutate, match, make_app, drive):
+    def register(environ):
+        after_this_request(mutate)
+
+    with pytest.raises(InvalidHeader, match=match):
+        drive(DeferMiddleware(make_app("list", during=register)))
+
+
+def test_logged_error_after_reading_and_rewriting_the_body_sends_the_original_body(
+    make_app, wrap, drive, caplog
+):
+    def extend_then_fail(response):
+        response.body = response.body + b"!"
+        raise Boom("after rewriting the body")
+
+    def register(environ):
+        after_this_request(extend_then_fail)
+
+    headers = [("Content-Type", "text/plain"), ("Content-Length", "11")]
+    with caplog.at_level(logging.ERROR, logger="deferware"):
+        sent = drive(
+            wrap(make_app("eager_generator", during=register, headers=headers), on_callback_error="log")
+        )
+
+    assert sent.headers == headers
+    assert sent.body == b"hello world"
+    assert int(sent.header("Content-Length")[0]) == len(sent.body)
