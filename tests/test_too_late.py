@@ -1,0 +1,151 @@
+"""Registrations that could never take effect raise ResponseAlreadyStarted
+instead of being dropped silently."""
+
+from __future__ import annotations
+
+import pytest
+
+from deferware import DeferMiddleware, ResponseAlreadyStarted, after_this_request, call_on_close
+
+
+def _noop(*args):
+    return None
+
+
+@pytest.mark.parametrize("registered_before", [False, True], ids=["nothing-before", "callback-before"])
+@pytest.mark.parametrize(
+    ("lazy", "form"),
+    [
+        pytest.param(False, "environ", id="eager-environ"),
+        pytest.param(True, "environ", id="lazy-environ"),
+        pytest.param(True, "context", id="lazy-context"),
+    ],
+)
+def test_after_this_request_from_the_body_iteration_is_too_late(lazy, form, registered_before, drive):
+    errors = []
+
+    def app(environ, start_response):
+        if registered_before:
+            after_this_request(_noop)
+        if not lazy:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+        return generate(environ, start_response)
+
+    def generate(environ, start_response):
+        if lazy:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"first"
+        try:
+            after_this_request(_noop, environ=environ if form == "environ" else None)
+        except ResponseAlreadyStarted as error:
+            errors.append(error)
+        yield b"second"
+
+    sent = drive(DeferMiddleware(app))
+
+    assert sent.chunks == [b"first", b"second"]
+    [error] = errors
+    assert isinstance(error, RuntimeError)
+    assert "came too late" in str(error)
+    assert "call_on_close()" in str(error)
+
+
+def test_after_this_request_with_environ_after_the_request_is_too_late(make_app, drive, make_environ):
+    environ = make_environ()
+    drive(DeferMiddleware(make_app("list")), environ)
+
+    with pytest.raises(ResponseAlreadyStarted, match=r"after_this_request\(.*\) came too late"):
+        after_this_request(_noop, environ=environ)
+
+
+def test_after_this_request_after_callbacks_ran_is_too_late(make_app, drive, make_environ):
+    environ = make_environ()
+    ran = []
+
+    def register(environ):
+        after_this_request(lambda response: ran.append("callback"))
+
+    drive(DeferMiddleware(make_app("list", during=register)), environ)
+
+    with pytest.raises(ResponseAlreadyStarted, match="came too late"):
+        after_this_request(lambda response: ran.append("late"), environ=environ)
+    assert ran == ["callback"]
+
+
+def test_after_this_request_after_the_app_raised_is_too_late(raising_app, drive, make_environ):
+    environ = make_environ()
+
+    with pytest.raises(ZeroDivisionError):
+        drive(DeferMiddleware(raising_app("after_start_response", ZeroDivisionError())), environ)
+
+    with pytest.raises(ResponseAlreadyStarted, match="came too late"):
+        after_this_request(_noop, environ=environ)
+
+
+def test_call_on_close_after_close_ran_is_too_late(make_app, drive, make_environ):
+    environ = make_environ()
+    ran = []
+
+    def register(environ):
+        call_on_close(lambda: ran.append("close"))
+
+    drive(DeferMiddleware(make_app("list", during=register)), environ)
+
+    with pytest.raises(
+        ResponseAlreadyStarted, match=r"call_on_close\(.*\) came too late: .*close\(\) has already run"
+    ):
+        call_on_close(lambda: ran.append("late"), environ=environ)
+    assert ran == ["close"]
+
+
+@pytest.mark.parametrize(
+    ("lazy", "form"),
+    [
+        pytest.param(False, "environ", id="eager-environ"),
+        pytest.param(True, "environ", id="lazy-environ"),
+        pytest.param(True, "context", id="lazy-context"),
+    ],
+)
+def test_call_on_close_from_the_body_without_a_close_hook_is_too_late(lazy, form, drive):
+    # Nothing was registered when the response was handed over, so nothing of
+    # deferware's will see close(): a close callback could never run.
+    errors = []
+
+    def app(environ, start_response):
+        if not lazy:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+        return generate(environ, start_response)
+
+    def generate(environ, start_response):
+        if lazy:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"first"
+        try:
+            call_on_close(_noop, environ=environ if form == "environ" else None)
+        except ResponseAlreadyStarted as error:
+            errors.append(error)
+        yield b"second"
+
+    sent = drive(DeferMiddleware(app))
+
+    assert sent.chunks == [b"first", b"second"]
+    [error] = errors
+    assert "without a close hook" in str(error)
+
+
+def test_call_on_close_from_the_body_with_a_close_hook_runs(drive):
+    log = []
+
+    def app(environ, start_response):
+        call_on_close(lambda: log.append("registered in the app"))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return body()
+
+    def body():
+        yield b"first"
+        call_on_close(lambda: log.append("registered in the body"))
+        yield b"second"
+
+    drive(DeferMiddleware(app))
+
+    assert log == ["registered in the app", "registered in the body"]
