@@ -139,6 +139,7 @@ def order(request):
         response.headers["X-Order"] = "pyramid"
 
     request.add_response_callback(pyramid_callback)
+    request.add_finished_callback(lambda request: EVENTS.append("pyramid finished"))
     return Response("both")
 
 
@@ -262,7 +263,14 @@ def test_pyramid_response_callbacks_run_before_deferware_callbacks(app):
     response = TestApp(app).get("/order")
     assert response.text == "both"
     assert response.headers["X-Order"] == "pyramid, deferware"
-    assert EVENTS == ["pyramid", ("tween", "200 OK"), ("subscriber", "200 OK"), "deferware"]
+    # Pyramid's finished callbacks, too, run inside the router: before deferware's.
+    assert EVENTS == [
+        "pyramid",
+        "pyramid finished",
+        ("tween", "200 OK"),
+        ("subscriber", "200 OK"),
+        "deferware",
+    ]
 
 
 def test_callbacks_see_pyramid_response_and_mutate_it(app):
