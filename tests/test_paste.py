@@ -1,0 +1,70 @@
+"""The PasteDeploy filter (``use = egg:deferware``): loading real ini files, and
+the strict errors at load time."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from paste.deploy import loadapp, loadfilter
+from webtest import TestApp
+
+from deferware import DeferMiddleware
+
+CONFIGS = Path(__file__).parent / "configs"
+
+
+def _load(name):
+    return loadapp(f"config:{name}", relative_to=str(CONFIGS))
+
+
+def test_pipeline_main_wraps_the_app_with_the_options_given(caplog):
+    application = _load("basic.ini")
+
+    assert isinstance(application, DeferMiddleware)
+    assert application.options == {"on_callback_error": "log"}
+    with caplog.at_level(logging.ERROR, logger="deferware"):
+        result = TestApp(application).get("/")
+    assert result.body == b"from the ini app"
+    assert result.headers["X-Before"] == "1"
+    assert result.headers["X-After"] == "1"
+    assert "X-Failing" not in result.headers
+
+
+def test_filter_loads_on_its_own_by_egg_name():
+    make_filter = loadfilter("config:basic.ini#deferware", relative_to=str(CONFIGS))
+    inner = _load("options.ini#raise").app
+
+    wrapped = make_filter(inner)
+
+    assert isinstance(wrapped, DeferMiddleware)
+    assert wrapped.app is inner
+    assert wrapped.options == {"on_callback_error": "log"}
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        pytest.param(
+            "unknown_option.ini",
+            r"Unknown deferware option\(s\) 'on_callback_eror' in the \[filter:\.\.\.\] section\. "
+            r"Known options: 'on_callback_error'\.",
+            id="unknown-option",
+        ),
+        pytest.param(
+            "option_in_default.ini",
+            r"deferware option\(s\) 'on_callback_error' found in \[DEFAULT\]\..*"
+            r"set deferware options only in the \[filter:\.\.\.\] section",
+            id="option-in-default",
+        ),
+        pytest.param(
+            "bad_value.ini",
+            r"DeferMiddleware option 'on_callback_error' must be one of 'raise', 'log'; got 'warn'\.",
+            id="bad-value",
+        ),
+    ],
+)
+def test_bad_configuration_fails_at_load_time(config, match):
+    with pytest.raises(ValueError, match=match):
+        _load(config)
