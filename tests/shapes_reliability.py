@@ -181,7 +181,11 @@ def make_app(
 
 def make_environ(**extra: Any) -> dict[str, Any]:
     """A complete WSGI environ, as a server would pass it."""
-    environ: dict[str, Any] = {"wsgi.file_wrapper": FileWrapper, "wsgi.errors": sys.stderr}
+    environ: dict[str, Any] = {
+        "wsgi.file_wrapper": FileWrapper,
+        "wsgi.errors": sys.stderr,
+        "QUERY_STRING": "",
+    }
     setup_testing_defaults(environ)
     environ["wsgi.input"] = io.BytesIO()
     environ.update(extra)
