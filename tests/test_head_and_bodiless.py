@@ -1,0 +1,98 @@
+"""HEAD requests and bodiless statuses pass through; a callback that changes the
+body leaves a Content-Length that matches what is sent."""
+
+from __future__ import annotations
+
+import pytest
+from webtest import TestApp
+
+from deferware import after_this_request
+
+
+def _header(response):
+    response.headers["X-Seen"] = "yes"
+
+
+def _read(response):
+    response.headers["X-Body-Length"] = str(len(response.body))
+
+
+CALLBACKS = [
+    pytest.param(None, id="no-callback"),
+    pytest.param(_header, id="header-callback"),
+    pytest.param(_read, id="body-reading-callback"),
+]
+
+
+def _register(callback):
+    def during(environ):
+        if callback is not None:
+            after_this_request(callback)
+
+    return during
+
+
+@pytest.mark.parametrize("callback", CALLBACKS)
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [
+        pytest.param("204 No Content", [], id="204"),
+        pytest.param("304 Not Modified", [("ETag", '"abc"')], id="304"),
+    ],
+)
+def test_bodiless_status_passes_through(status, headers, callback, shape, make_app, wrap, drive):
+    sent = drive(wrap(make_app(shape, during=_register(callback), status=status, headers=headers, body=[])))
+
+    assert sent.status == status
+    assert [(name, value) for name, value in sent.headers if not name.startswith("X-")] == headers
+    assert sent.body == b""
+
+
+@pytest.mark.parametrize("callback", CALLBACKS)
+def test_head_request_passes_through_from_outside(callback, make_app, wrap):
+    # A well-behaved app answers HEAD with the GET headers and no body.
+    headers = [("Content-Type", "text/plain"), ("Content-Length", "11")]
+    app = TestApp(wrap(make_app("list", during=_register(callback), headers=headers, body=[])))
+
+    result = app.head("/")
+
+    assert result.status == "200 OK"
+    assert result.headers["Content-Length"] == "11"
+    assert result.body == b""
+
+
+def _set_body(response):
+    response.body = b"a longer replacement body"
+
+
+def _set_text(response):
+    response.text = "caf\u00e9 \u2603"
+
+
+def _append(response):
+    response.write(b" and more")
+
+
+def _shorten(response):
+    response.body = response.body[:3]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        pytest.param(_set_body, b"a longer replacement body", id="body-setter"),
+        pytest.param(_set_text, "caf\u00e9 \u2603".encode(), id="text-setter"),
+        pytest.param(_append, b"hello world and more", id="write"),
+        pytest.param(_shorten, b"hel", id="read-and-shorten"),
+    ],
+)
+@pytest.mark.parametrize("with_length", [True, False], ids=["app-sent-length", "no-length"])
+def test_content_length_matches_a_changed_body(change, expected, with_length, shape, make_app, wrap, drive):
+    headers = [("Content-Type", "text/plain; charset=UTF-8")]
+    if with_length:
+        headers.append(("Content-Length", "11"))
+
+    sent = drive(wrap(make_app(shape, during=_register(change), headers=headers)))
+
+    assert sent.body == expected
+    assert sent.header("Content-Length") == [str(len(expected))]
