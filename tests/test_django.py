@@ -124,6 +124,16 @@ def plain(request):
     return HttpResponse("plain")
 
 
+def read(request):
+    @after_this_request
+    def reads_body(response):
+        EVENTS.append("reading body")
+        assert response.body == b"read me"
+        EVENTS.append("body read")
+
+    return HttpResponse("read me")
+
+
 def replaced(request):
     after_this_request(lambda response: webob.Response("replaced", status=418))
     return HttpResponse("original")
@@ -170,6 +180,7 @@ def file(request):
 urlpatterns = [
     path("real", real_response),
     path("plain", plain),
+    path("read", read),
     path("replaced", replaced),
     path("async", async_view),
     path("boom", boom),
@@ -274,6 +285,24 @@ def test_request_finished_is_sent_when_the_server_closes_not_before(app, finishe
     assert b"".join(body) == b"plain"
     body.close()
     assert len(finished) == 1
+
+
+def test_callback_reading_the_body_closes_the_django_response_there_once(app):
+    # WebOb's body getter closes the iterable it read: Django's response.close()
+    # (and so request_finished) runs inside the callback, not when the server closes.
+    def receiver(**kwargs):
+        EVENTS.append("request_finished")
+
+    request_finished.connect(receiver)
+    try:
+        body, seen = serve(app, make_environ("/read"))
+        assert seen["status"] == "200 OK"
+        assert EVENTS == [("middleware callback", "200 OK"), "reading body", "request_finished", "body read"]
+        assert b"".join(body) == b"read me"
+        body.close()
+    finally:
+        request_finished.disconnect(receiver)
+    assert EVENTS.count("request_finished") == 1
 
 
 def test_async_view_under_wsgi_registers_through_the_context(app):
