@@ -1,0 +1,48 @@
+"""DeferMiddleware(DeferMiddleware(app)): each layer has its own registry, and the
+outer layer's environ entry is put back when the inner one returns."""
+
+from __future__ import annotations
+
+from webtest import TestApp
+
+from deferware import ENVIRON_KEY, DeferMiddleware, after_this_request, call_on_close
+
+
+def test_nested_middlewares_each_apply_their_own_callbacks(make_app, drive, make_environ):
+    log = []
+    seen = {}
+
+    def register(environ):
+        seen["inner registry"] = environ[ENVIRON_KEY]
+        after_this_request(lambda response: log.append("inner callback"))
+        after_this_request(lambda response: response.headers.add("X-Layer", "inner"))
+        call_on_close(lambda: log.append("inner close"))
+
+    inner = DeferMiddleware(make_app("lazy_generator", during=register))
+
+    def middle(environ, start_response):
+        seen["outer registry"] = environ[ENVIRON_KEY]
+        body = inner(environ, start_response)
+        seen["after inner"] = environ[ENVIRON_KEY]
+        after_this_request(lambda response: log.append("outer callback"), environ=environ)
+        after_this_request(lambda response: response.headers.add("X-Layer", "outer"))
+        call_on_close(lambda: log.append("outer close"), environ=environ)
+        return body
+
+    sent = drive(DeferMiddleware(middle), make_environ())
+
+    assert seen["inner registry"] is not seen["outer registry"]
+    assert seen["after inner"] is seen["outer registry"]
+    assert sent.header("X-Layer") == ["inner", "outer"]
+    assert sent.body == b"hello world"
+    assert log == ["inner callback", "outer callback", "inner close", "outer close"]
+
+
+def test_same_app_wrapped_twice(make_app, wrap):
+    def register(environ):
+        after_this_request(lambda response: response.headers.add("X-Count", "1"))
+
+    result = TestApp(DeferMiddleware(wrap(make_app("list", during=register)))).get("/")
+
+    assert result.headers.getall("X-Count") == ["1"]
+    assert result.body == b"hello world"

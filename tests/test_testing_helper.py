@@ -1,0 +1,102 @@
+"""deferware.testing.deferred: run code that registers callbacks without a server."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from webob import Response
+
+from deferware import ENVIRON_KEY, NoActiveRequest, ResponseAlreadyStarted, after_this_request, call_on_close
+from deferware.testing import Deferred, deferred
+
+
+def test_collects_callbacks_from_the_context_and_the_environ():
+    environ = {}
+    first, second = (lambda r: None), (lambda r: None)
+
+    with deferred(environ) as collected:
+        after_this_request(first)
+        after_this_request(second, environ=environ)
+        call_on_close(print)
+
+    assert isinstance(collected, Deferred)
+    assert environ[ENVIRON_KEY] is collected.registry
+    assert collected.callbacks == [first, second]
+    assert collected.close_callbacks == [print]
+
+
+def test_apply_runs_callbacks_in_order_with_replacement():
+    replacement = Response(b"replaced")
+    seen = []
+    with deferred() as collected:
+        after_this_request(lambda response: response.headers.add("X-Order", "1"))
+        after_this_request(lambda response: seen.append(response.headers.getall("X-Order")))
+        after_this_request(lambda response: replacement)
+        after_this_request(lambda response: response.headers.add("X-Order", "after-replacement"))
+
+    final = collected.apply(Response(b"original"))
+
+    assert seen == [["1"]]
+    assert final is replacement
+    assert final.body == b"replaced"
+    assert final.headers.getall("X-Order") == ["after-replacement"]
+
+
+def test_apply_defaults_to_an_empty_200():
+    with deferred() as collected:
+        after_this_request(lambda response: response.set_cookie("lang", "de"))
+
+    final = collected.apply()
+
+    assert final.status == "200 OK"
+    assert final.headers["Set-Cookie"].startswith("lang=de")
+
+
+def test_apply_has_the_middleware_type_error_for_bad_returns():
+    def bad(response):
+        return 42
+
+    with deferred() as collected:
+        after_this_request(bad)
+
+    with pytest.raises(TypeError, match=r"bad returned a builtins\.int"):
+        collected.apply()
+
+
+def test_callbacks_run_once():
+    with deferred() as collected:
+        after_this_request(lambda response: None)
+    collected.apply()
+
+    with pytest.raises(RuntimeError, match=r"apply\(\) was already called"):
+        collected.apply()
+    with pytest.raises(ResponseAlreadyStarted):
+        after_this_request(lambda response: None, environ=collected.environ)
+
+
+def test_close_runs_close_callbacks_once_logging_errors(caplog):
+    log = []
+
+    def failing():
+        raise ValueError("close callback failed")
+
+    with deferred() as collected:
+        call_on_close(lambda: log.append("first"))
+        call_on_close(failing)
+        call_on_close(lambda: log.append("last"))
+
+    with caplog.at_level(logging.ERROR, logger="deferware"):
+        collected.close()
+        collected.close()
+
+    assert log == ["first", "last"]
+    assert [record.levelno for record in caplog.records if record.name == "deferware"] == [logging.ERROR]
+
+
+def test_no_request_is_active_after_the_block():
+    with deferred():
+        pass
+
+    with pytest.raises(NoActiveRequest):
+        after_this_request(lambda response: None)
