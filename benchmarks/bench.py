@@ -316,6 +316,40 @@ def check_rows(apps: dict[str, Callable[..., Any]]) -> None:
             )
 
 
+class _Task:
+    """A server's per-request object as waitress has it: it holds the environ, and
+    the ``write`` that start_response returns is its bound method."""
+
+    __slots__ = ("environ",)
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        pass
+
+
+def cyclic_garbage(app: Callable[..., Any], n: int = 200) -> float:
+    """Objects per request left as cyclic garbage (freed only by the gc) when
+    driven by a waitress-like server; 0 for an app that frees everything at once."""
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(n):
+            task = _Task()
+            task.environ = environ = ENVIRON.copy()
+            body = app(environ, task.start_response)
+            for _chunk in body:
+                pass
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        del task, environ, body
+        return gc.collect() / n
+    finally:
+        gc.enable()
+
+
 def make_loop(app: Callable[..., Any]) -> Callable[[int], int]:
     """The timed loop for one row: *n* full requests, in ns."""
 
@@ -373,6 +407,7 @@ def run_micro(apps: dict[str, Callable[..., Any]], reps: int, budget_s: float) -
     finally:
         if gc_was_enabled:
             gc.enable()
+    garbage = {name: cyclic_garbage(apps[name]) for name in names}
     bare_min = min(samples["bare"])
     bare_median = statistics.median(samples["bare"])
     results = {}
@@ -386,6 +421,7 @@ def run_micro(apps: dict[str, Callable[..., Any]], reps: int, budget_s: float) -
             "median_ns": statistics.median(values),
             "overhead_min_ns": min(values) - bare_min,
             "overhead_median_ns": statistics.median(values) - bare_median,
+            "cyclic_garbage_per_request": garbage[name],
             "samples_ns": values,
         }
     return results
@@ -450,12 +486,20 @@ def compute_ratios(rows: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]
 def print_micro(rows: dict[str, dict[str, Any]], ratios: list[dict[str, Any]], views: dict[str, Any]) -> None:
     reps = rows["bare"]["reps"]
     print(f"\nPer request (ns), {reps} interleaved repetitions; overhead = row - bare")
-    print(f"{'row':<22} {'loops':>8} {'min':>9} {'median':>9} {'overhead':>9} {'(median)':>9}  description")
+    print(
+        f"{'row':<22} {'loops':>8} {'min':>9} {'median':>9} {'overhead':>9} {'(median)':>9} "
+        f"{'gc/req':>6}  description"
+    )
     for name, row in rows.items():
         print(
             f"{name:<22} {row['loops']:>8} {row['min_ns']:>9.0f} {row['median_ns']:>9.0f} "
-            f"{row['overhead_min_ns']:>9.0f} {row['overhead_median_ns']:>9.0f}  {row['description']}"
+            f"{row['overhead_min_ns']:>9.0f} {row['overhead_median_ns']:>9.0f} "
+            f"{row['cyclic_garbage_per_request']:>6.1f}  {row['description']}"
         )
+    print(
+        "gc/req: objects per request left as cyclic garbage when the server's write() is a bound "
+        "method of a task holding the environ (as in waitress); timed loops run with the gc off, as timeit's"
+    )
     print("\nMarginal costs (ns, min / median)")
     mn, md = views["min"], views["median"]
     lines = [
@@ -718,6 +762,27 @@ class ServerProcess:
             raise
         return self
 
+    def cpu_seconds(self) -> float:
+        """User+system CPU of the server's processes (its session), from /proc; 0 elsewhere."""
+        assert self.proc is not None
+        total = 0
+        try:
+            entries = os.listdir("/proc")
+        except OSError:
+            return 0.0
+        for entry in entries:
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            # After the ")": state ppid pgrp session ... utime (12th) stime (13th).
+            if int(fields[3]) == self.proc.pid:
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
     def _wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         last: Exception | None = None
@@ -842,11 +907,16 @@ def run_e2e(kind: str, duration: float, reps: int, connections: int) -> dict[str
         for path in E2E_PATHS.values():
             load(server.port, path, min(0.5, duration), connections)  # warm up
         runs: dict[str, list[float]] = {name: [] for name in E2E_PATHS}
+        cpu: dict[str, list[float]] = {name: [] for name in E2E_PATHS}
         names = list(E2E_PATHS)
         for rep in range(reps):
             order = names[rep % len(names) :] + names[: rep % len(names)]
             for name in order:
-                runs[name].append(load(server.port, E2E_PATHS[name], duration, connections)["rps"])
+                cpu_before = server.cpu_seconds()
+                outcome = load(server.port, E2E_PATHS[name], duration, connections)
+                cpu_used = server.cpu_seconds() - cpu_before
+                runs[name].append(outcome["rps"])
+                cpu[name].append(cpu_used / outcome["requests"] * 1e6)
     result: dict[str, Any] = {
         "server": kind,
         "duration_s": duration,
@@ -855,6 +925,9 @@ def run_e2e(kind: str, duration: float, reps: int, connections: int) -> dict[str
     }
     best = {name: max(values) for name, values in runs.items()}
     result["rps_runs"] = runs
+    # Server CPU per request: steadier than req/s when client and server share two cores.
+    result["server_cpu_us_per_request_runs"] = cpu
+    result["server_cpu_us_per_request_min"] = {name: min(values) for name, values in cpu.items()}
     result["rps_best"] = best
     result["ratio_vs_bare"] = {name: best[name] / best["bare"] for name in names}
     result["target_min_ratio_set_cookie"] = 0.95
@@ -985,11 +1058,13 @@ def print_e2e(results: list[dict[str, Any]]) -> None:
             f"  {result['server']}: {result['connections']} keep-alive connections, "
             f"{result['duration_s']:g} s per run, {result['reps']} interleaved runs"
         )
+        cpu = result["server_cpu_us_per_request_min"]
         for name, best in result["rps_best"].items():
             runs = ", ".join(f"{value:.0f}" for value in result["rps_runs"][name])
             print(
                 f"    {name:<18} {best:>9.0f} req/s  ratio vs bare "
-                f"{result['ratio_vs_bare'][name]:.3f}  ({runs})"
+                f"{result['ratio_vs_bare'][name]:.3f}  server CPU {cpu[name]:>6.1f} us/req "
+                f"(+{cpu[name] - cpu['bare']:.1f})  runs: {runs}"
             )
         print(f"    target defer_set_cookie / bare >= 0.95: {verdict(result['pass'])}")
 
@@ -1119,6 +1194,9 @@ def main(argv: list[str] | None = None) -> int:
         report["e2e"] = e2e
     report["stream_checks"] = checks
     report["elapsed_s"] = time.monotonic() - started
+    if hasattr(os, "getloadavg"):
+        report["machine"]["loadavg_at_end"] = os.getloadavg()
+        print("load average at end:", report["machine"]["loadavg_at_end"])
     print(f"\ndone in {report['elapsed_s']:.0f} s (timing targets never change the exit status)")
     if args.json:
         with open(args.json, "w") as out:
