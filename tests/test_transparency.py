@@ -23,7 +23,6 @@ def no_webob(monkeypatch):
 
     monkeypatch.setattr(deferware.middleware, "build_response", refuse)
     monkeypatch.setattr(webob.Response, "__init__", refuse)
-    monkeypatch.setattr(webob.Response, "__new__", refuse)
 
 
 def recording(app):
