@@ -42,8 +42,10 @@ def check_callback(func: object, api: str) -> None:
             f"{api}() needs a callable, got {func!r} of type {type(func).__name__}. "
             f"Pass a function, e.g. @{api} on a def."
         )
-    if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
-        raise _async_error(func, api)
+    call = getattr(func, "__call__", None)  # noqa: B004 - an object whose __call__ is async
+    for candidate in (func, call):
+        if inspect.iscoroutinefunction(candidate) or inspect.isasyncgenfunction(candidate):
+            raise _async_error(func, api)
 
 
 def _async_error(func: object, api: str) -> TypeError:

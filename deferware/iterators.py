@@ -47,7 +47,7 @@ class AppBody:
     closes the application's iterable exactly once.
     """
 
-    __slots__ = ("_context", "_iterator", "app_iter", "closed", "head", "started")
+    __slots__ = ("_context", "_iterator", "_live", "app_iter", "closed", "consumed", "head", "started")
 
     def __init__(
         self,
@@ -63,6 +63,10 @@ class AppBody:
         self._context = context
         self.started = False
         self.closed = False
+        #: Set by the middleware under ``on_callback_error="log"`` while callbacks
+        #: run: chunks read by a callback are kept, so a failed one can be undone.
+        self.consumed: list[bytes] | None = None
+        self._live: Iterator[bytes] | None = None
 
     @property
     def untouched(self) -> bool:
@@ -75,7 +79,21 @@ class AppBody:
         if iterator is None:
             iterator = iter(self.app_iter)
         rest = _bound(self._context, iterator)
-        return chain(self.head, rest) if self.head else rest
+        live = chain(self.head, rest) if self.head else rest
+        if self.consumed is None:
+            return live
+        self._live = live
+        return map(_keep(self.consumed), live)
+
+    def rewound(self) -> AppBody:
+        """The body as it was before a callback started reading it (only while
+        recording): the chunks read so far, then the ones not read yet. It
+        records too; its ``close()`` leaves closing the application's iterable
+        to this one."""
+        assert self.consumed is not None
+        again = AppBody(chain(list(self.consumed), self._live or ()), None, None, self._context)
+        again.consumed = []
+        return again
 
     def close(self) -> None:
         if self.closed:
@@ -84,6 +102,14 @@ class AppBody:
         close = getattr(self.app_iter, "close", None)
         if close is not None:
             close()
+
+
+def _keep(chunks: list[bytes]) -> Callable[[bytes], bytes]:
+    def keep(chunk: bytes) -> bytes:
+        chunks.append(chunk)
+        return chunk
+
+    return keep
 
 
 def prime(app_iter: Iterable[bytes], registry: Any, head: list[bytes]) -> Iterator[bytes]:
@@ -124,10 +150,18 @@ def run_close_callbacks(registry: Registry, phase: int = CLOSED) -> None:
             if func is _SEAL:
                 break
             try:
-                func()
+                result = func()
             except Exception:
                 logger.exception(
                     "call_on_close callback %s raised; the remaining close callbacks still run.",
+                    describe(func),
+                )
+                continue
+            if hasattr(result, "__await__"):
+                getattr(result, "close", lambda: None)()  # nothing will await it: close it
+                logger.error(
+                    "call_on_close callback %s returned an awaitable, which nothing will "
+                    "await; it was closed unrun. Register a plain (def) function.",
                     describe(func),
                 )
     finally:

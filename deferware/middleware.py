@@ -133,7 +133,8 @@ class DeferMiddleware:
     A request with nothing registered passes through untouched: the same status,
     the same header list and the application's own iterable (so
     ``wsgi.file_wrapper`` keeps working), with no WebOb object built. A
-    ``DeferMiddleware`` nested inside another one defers to the outer one.
+    ``DeferMiddleware`` nested inside another one (a sub-request, or the same
+    app wrapped twice) gets its own registry; the outer one is put back after.
     """
 
     def __init__(self, app: WSGIApplication, *, on_callback_error: str = "raise") -> None:
@@ -203,8 +204,10 @@ class DeferMiddleware:
             if exchange.status is None:
                 iterator = self._prime(exchange, app_iter)
             head = exchange.head if exchange.phase == WRITTEN or iterator is not None else None
-            if head or iterator is not None or hasattr(app_iter, "close"):
+            if head or iterator is not None or hasattr(app_iter, "close") or self._log_errors:
                 body = final = AppBody(app_iter, head, iterator, copy_context())
+                if self._log_errors:
+                    body.consumed = []  # so that a failed callback's body read can be undone
             status = exchange.status
             headers = exchange.headers
             assert status is not None
@@ -244,6 +247,10 @@ class DeferMiddleware:
                 status = response.status
                 headers = list(response.headerlist)  # PEP 3333: a real list
                 final = response.app_iter
+            if self._log_errors:  # stop recording body reads: the server streams it
+                for item in (body, final):
+                    if isinstance(item, AppBody):
+                        item.consumed = None
 
             close_callbacks = exchange.close_callbacks
             outgoing: Iterable[bytes] | None = None
@@ -363,12 +370,12 @@ def _roll_back(
     response, status, headerlist, app_iter = saved
     if current is not response:
         dropped.append(current.app_iter)
-    if response.app_iter is not app_iter:
+    if response.app_iter is not app_iter or (isinstance(app_iter, AppBody) and app_iter.started):
+        dropped.append(response.app_iter)
         if isinstance(app_iter, AppBody) and app_iter.started:
-            pass  # the body was read into memory; the read copy is the body now
-        else:
-            dropped.append(response.app_iter)
-            response.app_iter = app_iter
+            # The callback read the application's body: what it read was kept.
+            app_iter = app_iter.rewound()
+        response.app_iter = app_iter
     response.headerlist = CheckedHeaders(headerlist)
     response.status = status
     return response
