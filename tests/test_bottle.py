@@ -13,6 +13,7 @@ import sys
 import wsgiref.util
 from pathlib import Path
 from typing import ClassVar
+from wsgiref.validate import validator
 
 import bottle
 import pytest
@@ -51,6 +52,7 @@ def make_environ(path, **extra):
     environ = {}
     wsgiref.util.setup_testing_defaults(environ)
     environ["PATH_INFO"] = path
+    environ["QUERY_STRING"] = ""
     environ.update(extra)
     return environ
 
@@ -305,7 +307,7 @@ def test_bottle_500_page_gets_callbacks(app):
     ],
 )
 def test_generator_stays_streamed(app, query, streamed):
-    body, seen = serve(app, make_environ("/stream", QUERY_STRING=query))
+    body, seen = serve(validator(app), make_environ("/stream", QUERY_STRING=query))
     assert seen["status"] == "200 OK"
     headers = dict(seen["headers"])
     assert headers.get("X-Streamed") == streamed

@@ -16,6 +16,7 @@ import threading
 import wsgiref.util
 from pathlib import Path
 from typing import ClassVar
+from wsgiref.validate import validator
 
 import pytest
 import webob
@@ -58,6 +59,7 @@ def make_environ(path, **extra):
     environ = {}
     wsgiref.util.setup_testing_defaults(environ)
     environ["PATH_INFO"] = path
+    environ["QUERY_STRING"] = ""
     environ.update(extra)
     return environ
 
@@ -340,7 +342,7 @@ def test_django_500_page_gets_callbacks(app, caplog):
 
 @pytest.mark.parametrize("query", ["", "callback"], ids=["middleware-callback", "view-callback-too"])
 def test_streaming_response_stays_streamed(app, query):
-    body, seen = serve(app, make_environ("/stream", QUERY_STRING=query))
+    body, seen = serve(validator(app), make_environ("/stream", QUERY_STRING=query))
     assert seen["status"] == "200 OK"
     headers = dict(seen["headers"])
     assert headers["X-Middleware"] == "seen"

@@ -13,6 +13,7 @@ import sys
 import wsgiref.util
 from pathlib import Path
 from typing import ClassVar
+from wsgiref.validate import validator
 
 import flask
 import pytest
@@ -51,6 +52,7 @@ def make_environ(path, **extra):
     environ = {}
     wsgiref.util.setup_testing_defaults(environ)
     environ["PATH_INFO"] = path
+    environ["QUERY_STRING"] = ""
     environ.update(extra)
     return environ
 
@@ -261,7 +263,7 @@ def test_stream_with_context_stays_streamed(with_callback):
 
         return flask.Response(flask.stream_with_context(generate()))
 
-    body, seen = serve(app, make_environ("/stream"))
+    body, seen = serve(validator(app), make_environ("/stream"))
     assert seen["status"] == "200 OK"
     assert dict(seen["headers"]).get("X-Streamed") == ("yes" if with_callback else None)
     assert produced == []

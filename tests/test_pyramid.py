@@ -14,6 +14,7 @@ import sys
 import wsgiref.util
 from pathlib import Path
 from typing import ClassVar
+from wsgiref.validate import validator
 
 import pytest
 import webob
@@ -57,6 +58,7 @@ def make_environ(path, **extra):
     environ = {}
     wsgiref.util.setup_testing_defaults(environ)
     environ["PATH_INFO"] = path
+    environ["QUERY_STRING"] = ""
     environ.update(extra)
     return environ
 
@@ -331,7 +333,7 @@ def test_exception_without_exception_view_propagates_and_callbacks_do_not_run(ap
 
 @pytest.mark.parametrize("query", ["", "quiet"], ids=["callbacks", "no-callback"])
 def test_app_iter_generator_stays_streamed(app, query):
-    body, seen = serve(app, make_environ("/stream", QUERY_STRING=query))
+    body, seen = serve(validator(app), make_environ("/stream", QUERY_STRING=query))
     assert seen["status"] == "200 OK"
     headers = dict(seen["headers"])
     assert headers.get("X-Subscriber") == (None if query else "seen")
