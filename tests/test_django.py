@@ -13,9 +13,7 @@ import asyncio
 import importlib
 import sys
 import threading
-import wsgiref.util
 from pathlib import Path
-from typing import ClassVar
 from wsgiref.validate import validator
 
 import pytest
@@ -25,6 +23,7 @@ from django.core.wsgi import get_wsgi_application
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.test import override_settings
 from django.urls import path
+from framework_support import MarkerFileWrapper, make_environ, serve
 from webtest import TestApp
 
 from deferware import DeferMiddleware, after_this_request
@@ -33,47 +32,6 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
 django_example = importlib.import_module("django_example")
-
-
-class MarkerFileWrapper:
-    """Stands in for a server's ``wsgi.file_wrapper`` so a test can spot it."""
-
-    instances: ClassVar[list[MarkerFileWrapper]] = []
-
-    def __init__(self, filelike, blksize=8192):
-        self.instances.append(self)
-        self.filelike = filelike
-        self.blksize = blksize
-        self.closed = False
-
-    def __iter__(self):
-        while chunk := self.filelike.read(self.blksize):
-            yield chunk
-
-    def close(self):
-        self.closed = True
-        self.filelike.close()
-
-
-def make_environ(path, **extra):
-    environ = {}
-    wsgiref.util.setup_testing_defaults(environ)
-    environ["PATH_INFO"] = path
-    environ["QUERY_STRING"] = ""
-    environ.update(extra)
-    return environ
-
-
-def serve(app, environ):
-    """Call *app* as a server would; return its iterable and what start_response got."""
-    seen = {}
-
-    def start_response(status, headers, exc_info=None):
-        seen["status"] = status
-        seen["headers"] = headers
-        return seen.setdefault("written", []).append
-
-    return app(environ, start_response), seen
 
 
 # The project under test: views, a Django middleware, the urlconf --------------

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import importlib
 import sys
-import wsgiref.util
 from pathlib import Path
-from typing import ClassVar
 from wsgiref.validate import validator
 
 import pytest
 import webob
+from framework_support import MarkerFileWrapper, make_environ, serve
 from paste.deploy import loadapp
 from pyramid.config import Configurator
 from pyramid.events import NewRequest
@@ -32,47 +31,6 @@ EXAMPLES = HERE.parent / "examples"
 if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
 pyramid_example = importlib.import_module("pyramid_example")
-
-
-class MarkerFileWrapper:
-    """Stands in for a server's ``wsgi.file_wrapper`` so a test can spot it."""
-
-    instances: ClassVar[list[MarkerFileWrapper]] = []
-
-    def __init__(self, filelike, blksize=8192):
-        self.instances.append(self)
-        self.filelike = filelike
-        self.blksize = blksize
-        self.closed = False
-
-    def __iter__(self):
-        while chunk := self.filelike.read(self.blksize):
-            yield chunk
-
-    def close(self):
-        self.closed = True
-        self.filelike.close()
-
-
-def make_environ(path, **extra):
-    environ = {}
-    wsgiref.util.setup_testing_defaults(environ)
-    environ["PATH_INFO"] = path
-    environ["QUERY_STRING"] = ""
-    environ.update(extra)
-    return environ
-
-
-def serve(app, environ):
-    """Call *app* as a server would; return its iterable and what start_response got."""
-    seen = {}
-
-    def start_response(status, headers, exc_info=None):
-        seen["status"] = status
-        seen["headers"] = headers
-        return seen.setdefault("written", []).append
-
-    return app(environ, start_response), seen
 
 
 # The application under test ------------------------------------------------
