@@ -183,6 +183,9 @@ def registries_alive() -> int:
 
 
 def test_no_request_state_outlives_its_request() -> None:
+    gc.collect()
+    # Registries other tests left alive (held by a traceback, a fixture) are not ours to count.
+    registries_before = registries_alive()
     tracker = Tracker()
     apps = [DeferMiddleware(make_app(kind, tracker)) for kind in KINDS]
     apps[KINDS.index("failing_logged")] = DeferMiddleware(
@@ -228,5 +231,6 @@ def test_no_request_state_outlives_its_request() -> None:
     assert growth < TOLERANCE, f"memory grew by {growth} bytes over {REQUESTS - WARM_UP} requests"
     assert handler.count == per_kind, "every failing callback is logged once"
     assert tracker.closes[0] == 2 * per_kind, "every close callback ran once"
-    assert registries_alive() == 0, "a deferware registry outlived its request"
+    gc.collect()
+    assert registries_alive() == registries_before, "a deferware registry outlived its request"
     assert current_registry.get(None) is None, "a registry is still bound in the context"
