@@ -207,6 +207,9 @@ class ClosingIterable:
         finally:
             self._closers = []
             run_close_callbacks(self._registry)
+            # The registry holds the server's write(), the server holds the
+            # environ, the environ holds the registry: break the cycle.
+            self._registry.server_write = None  # type: ignore[attr-defined]
 
     def __enter__(self) -> ClosingIterable:
         return self

@@ -33,6 +33,7 @@ from .registry import (
     CLOSED,
     ENVIRON_KEY,
     FAILED,
+    FINISHED,
     FINISHING,
     HANDED_OVER,
     HOOKED,
@@ -181,6 +182,8 @@ class DeferMiddleware:
             current_registry.reset(token)
             if outer is not None:
                 environ[ENVIRON_KEY] = outer
+            elif exchange.phase == HANDED_OVER:
+                environ[ENVIRON_KEY] = FINISHED  # see registry.finished_registry
         try:
             exchange.server_write = start_response(exchange.status, exchange.headers)
         except BaseException:

@@ -23,7 +23,7 @@ from .exceptions import NoActiveRequest, ResponseAlreadyStarted
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-__all__ = ["ENVIRON_KEY", "Registry", "current_registry", "lookup", "too_late"]
+__all__ = ["ENVIRON_KEY", "FINISHED", "Registry", "current_registry", "lookup", "too_late"]
 
 
 #: The environ key under which ``DeferMiddleware`` stores the request's registry.
@@ -64,6 +64,19 @@ _TOO_LATE_FOR_CLOSE = {
 }
 
 
+_CALLBACK_TOO_LATE = (
+    "after_this_request({func!r}) came too late: the status and headers of this "
+    "response were already handed to the server (or the request failed before a "
+    "response existed), so the callback could never run. Register it before the "
+    "application returns its response; for work after the response was sent, use "
+    "call_on_close()."
+)
+_CLOSE_TOO_LATE = (
+    "call_on_close({func!r}) came too late: {reason}, so the callback could never run. "
+    "Register it before the application returns its response."
+)
+
+
 class Registry:
     """The callbacks registered during one request.
 
@@ -96,13 +109,7 @@ class Registry:
 
     def refuse_callback(self, func: Callable[..., Any]) -> None:
         """Raise the error for an ``after_this_request`` that came too late."""
-        raise ResponseAlreadyStarted(
-            f"after_this_request({func!r}) came too late: the status and headers of "
-            "this response were already handed to the server (or the request failed "
-            "before a response existed), so the callback could never run. Register "
-            "it before the application returns its response; for work after the "
-            "response was sent, use call_on_close()."
-        )
+        raise ResponseAlreadyStarted(_CALLBACK_TOO_LATE.format(func=func))
 
     def add_close_callback(self, func: Callable[[], object]) -> None:
         """Append a ``call_on_close`` callback, or raise if it can no longer run."""
@@ -110,10 +117,7 @@ class Registry:
         items.append(func)
         if self.phase > WRITTEN and too_late(items, func):
             reason = _TOO_LATE_FOR_CLOSE.get(self.phase, _TOO_LATE_FOR_CLOSE[CLOSED])
-            raise ResponseAlreadyStarted(
-                f"call_on_close({func!r}) came too late: {reason}, so the callback could "
-                "never run. Register it before the application returns its response."
-            )
+            raise ResponseAlreadyStarted(_CLOSE_TOO_LATE.format(func=func, reason=reason))
 
     @staticmethod
     def seal(items: list[Any]) -> list[Any]:
@@ -130,6 +134,39 @@ class Registry:
         """Drop the entries before the seal once they ran: the environ, and so
         the registry, may outlive the request."""
         del items[: items.index(_SEAL)]
+
+
+class _Refusing(list):  # type: ignore[type-arg]
+    """A sealed callback list that refuses every append, growing never."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        super().__init__([_SEAL])
+        self.message = message
+
+    def append(self, func: Any) -> None:
+        raise ResponseAlreadyStarted(self.message.format(func=func, reason=_TOO_LATE_FOR_CLOSE[HANDED_OVER]))
+
+
+def finished_registry() -> Registry:
+    """The registry left in the environ once a response went to the server
+    without a close hook: every registration through it is refused.
+
+    It replaces the request's own registry there, because that one holds the
+    server's ``write()`` (a bound method of the server's request object, which
+    holds the environ): leaving it would make every request a reference cycle
+    that only the garbage collector could free.
+    """
+    registry = Registry()
+    registry.callbacks = _Refusing(_CALLBACK_TOO_LATE)
+    registry.close_callbacks = _Refusing(_CLOSE_TOO_LATE)
+    registry.phase = HANDED_OVER
+    return registry
+
+
+#: Shared: it never changes, whatever is registered through it.
+FINISHED = finished_registry()
 
 
 def too_late(items: list[Any], func: Any) -> bool:
