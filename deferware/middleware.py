@@ -247,8 +247,9 @@ class DeferMiddleware:
                         known_status = response.status
             del callbacks[: index - 1]  # the environ, so the registry, may outlive the request
             if response is not None:
-                status = response.status
-                headers = list(response.headerlist)  # PEP 3333: a real list
+                # known_status and checked are the response's, as of the last callback.
+                status = known_status
+                headers = list(checked)  # PEP 3333: a real list
                 final = response.app_iter
             if self._log_errors:  # stop recording body reads: the server streams it
                 for item in (body, final):
