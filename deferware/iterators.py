@@ -18,13 +18,10 @@ import logging
 from contextvars import Context
 from functools import partial
 from itertools import chain
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .registry import _SEAL, CLOSED, Registry
 from .responses import describe
-
-if TYPE_CHECKING:
-    from types import TracebackType
 
 __all__ = ["AppBody", "ClosingIterable", "close_all", "run_close_callbacks"]
 
@@ -210,14 +207,3 @@ class ClosingIterable:
             # The registry holds the server's write(), the server holds the
             # environ, the environ holds the registry: break the cycle.
             self._registry.server_write = None  # type: ignore[attr-defined]
-
-    def __enter__(self) -> ClosingIterable:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

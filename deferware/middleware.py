@@ -60,16 +60,13 @@ class _Exchange(Registry):
 
     __slots__ = ("head", "headers", "server_write", "status")
 
-    def __init__(self) -> None:  # inlined in DeferMiddleware.__call__; keep in step
-        self.callbacks: list[Any] = []
-        self.close_callbacks: list[Any] = []
-        self.phase = OPEN
-        self.status: str | None = None
-        # Set only when used (slots left unset cost nothing on the idle path):
-        self.headers: list[tuple[str, str]]
-        #: Data passed to ``write()`` and chunks pulled while priming, in order.
-        self.head: list[bytes]
-        self.server_write: Callable[[bytes], object] | None
+    # Set in DeferMiddleware.__call__ (instead of an __init__: the extra Python
+    # frame is a tenth of the idle path's cost); the rest only when used.
+    status: str | None
+    headers: list[tuple[str, str]]
+    #: Data passed to ``write()`` and chunks pulled while priming, in order.
+    head: list[bytes]
+    server_write: Callable[[bytes], object] | None
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
@@ -152,9 +149,7 @@ class DeferMiddleware:
         # A DeferMiddleware nested in another one (a sub-request, or the same
         # app wrapped twice) gets its own registry; the outer one is put back.
         outer = environ.get(ENVIRON_KEY)
-        # _Exchange.__init__ inlined: this runs on every request, and the extra
-        # Python frame is a tenth of the idle path's cost.
-        exchange = _new_exchange(_Exchange)
+        exchange = _new_exchange(_Exchange)  # no __init__: see _Exchange
         callbacks: list[Any] = []
         close_callbacks: list[Any] = []
         exchange.callbacks = callbacks
@@ -218,7 +213,7 @@ class DeferMiddleware:
             callbacks = exchange.callbacks
             exchange.phase = FINISHING
             response: Response | None = None
-            checked = _NOT_BUILT
+            checked: Any = None  # the response's CheckedHeaders, once it is built
             known_status = status
             index = 0
             while True:
@@ -307,9 +302,6 @@ class DeferMiddleware:
             )
             return _roll_back(saved, response, dropped)
         return response
-
-
-_NOT_BUILT: Any = None
 
 
 def _replacement(func: Any, response: Response, result: object, dropped: list[Iterable[bytes]]) -> Response:

@@ -30,8 +30,7 @@ __all__ = ["ENVIRON_KEY", "FINISHED", "Registry", "current_registry", "lookup", 
 ENVIRON_KEY = "deferware.registry"
 
 #: Points at the registry of the request whose code is running in this context.
-_current: ContextVar[Registry] = ContextVar("deferware.registry")
-current_registry = _current
+current_registry: ContextVar[Registry] = ContextVar("deferware.registry")
 
 
 class _Seal:
@@ -100,15 +99,11 @@ class Registry:
             f"close_callbacks={self.close_callbacks!r}>"
         )
 
-    def add_callback(self, func: Callable[..., Any]) -> None:
-        """Append an ``after_this_request`` callback, or raise if it can no longer run."""
-        items = self.callbacks
-        items.append(func)
-        if self.phase > WRITTEN and too_late(items, func):
-            self.refuse_callback(func)
-
     def refuse_callback(self, func: Callable[..., Any]) -> None:
-        """Raise the error for an ``after_this_request`` that came too late."""
+        """Raise the error for an ``after_this_request`` that came too late.
+
+        (``after_this_request`` appends to ``callbacks`` itself: it is the hot
+        path of every registration, see :mod:`deferware.api`.)"""
         raise ResponseAlreadyStarted(_CALLBACK_TOO_LATE.format(func=func))
 
     def add_close_callback(self, func: Callable[[], object]) -> None:
@@ -189,7 +184,7 @@ def lookup(environ: WSGIEnvironment | None, api: str) -> Registry:
     *api* names the public function asking, for the error message.
     """
     if environ is None:
-        registry = _current.get(None)
+        registry = current_registry.get(None)
         if registry is None:
             raise NoActiveRequest(
                 f"{api}() was called outside a request handled by DeferMiddleware. "
