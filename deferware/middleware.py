@@ -198,14 +198,13 @@ class DeferMiddleware:
         final: Iterable[bytes] = app_iter
         dropped: list[Iterable[bytes]] = []
         try:
-            iterator = None
-            if exchange.status is None:
-                iterator = self._prime(exchange, app_iter)
-            head = exchange.head if exchange.phase == WRITTEN or iterator is not None else None
-            if head or iterator is not None or hasattr(app_iter, "close") or self._log_errors:
-                body = final = AppBody(app_iter, head, iterator, copy_context())
-                if self._log_errors:
-                    body.consumed = []  # so that a failed callback's body read can be undone
+            if (
+                exchange.status is None
+                or exchange.phase
+                or self._log_errors
+                or (type(app_iter) is not list and hasattr(app_iter, "close"))
+            ):
+                body = final = self._body(exchange, app_iter)
             status = exchange.status
             headers = exchange.headers
             assert status is not None
@@ -231,16 +230,27 @@ class DeferMiddleware:
                     response = self._apply_logged(func, response, headers, dropped)
                     checked = response.headerlist
                     known_status = response.status
-                else:
-                    result = func(response)
+                    continue
+                result = func(response)
+                # Did the callback replace the response, its status or its header
+                # list (rather than change the CheckedHeaders in place)? Decided on
+                # the attributes behind WebOb's status and headerlist getters: a
+                # fifth of the cost of the two property calls. A test pins that
+                # they track the properties; a WebOb without them is always checked.
+                try:
+                    changed = (
+                        result is not None
+                        or response._headerlist is not checked  # type: ignore[attr-defined]
+                        or response._status is not known_status  # type: ignore[attr-defined]
+                    )
+                except AttributeError:  # pragma: no cover - a WebOb that changed shape
+                    changed = True
+                if changed:
                     if result is not None:
                         response = _replacement(func, response, result, dropped)
+                    check_response(response, func, {id(known_status): known_status}, headers)
                     checked = response.headerlist
-                    if type(checked) is not CheckedHeaders or response.status is not known_status:
-                        check_response(response, func, {id(known_status): known_status}, headers)
-                        checked = response.headerlist
-                        known_status = response.status
-            del callbacks[: index - 1]  # the environ, so the registry, may outlive the request
+                    known_status = response.status
             if response is not None:
                 # known_status and checked are the response's, as of the last callback.
                 status = known_status
@@ -257,8 +267,14 @@ class DeferMiddleware:
                 exchange.phase = HANDED_OVER
                 close_callbacks.append(_SEAL)
                 if close_callbacks[0] is _SEAL:  # else a close callback raced in: hook
-                    outgoing = body.app_iter if isinstance(body, AppBody) and body.untouched else body
+                    outgoing = body
+                    if body is not app_iter and body.untouched:  # type: ignore[attr-defined]
+                        outgoing = app_iter  # the AppBody was not needed after all
             if outgoing is None:
+                # The environ keeps this registry until the server lets go of the
+                # response (and may outlive it): drop the callbacks that ran. (On
+                # the path above the environ gets FINISHED instead, see __call__.)
+                del callbacks[: index - 1]
                 closers = [
                     close
                     for item in _unique(final, *dropped, body)
@@ -272,6 +288,23 @@ class DeferMiddleware:
         except BaseException:
             _drop(exchange, _unique(final, *dropped, body))
             raise
+
+    def _body(self, exchange: _Exchange, app_iter: Iterable[bytes]) -> Iterable[bytes]:
+        """The body the response is built over, when the application's iterable
+        cannot be used as it is: a lazy start (primed here), data passed to
+        ``write()``, an iterable with ``close()`` (which WebOb may call, and
+        which must still run exactly once), or the ``'log'`` policy (which
+        records what callbacks read)."""
+        iterator = None
+        if exchange.status is None:
+            iterator = self._prime(exchange, app_iter)
+        head = exchange.head if exchange.phase == WRITTEN or iterator is not None else None
+        if head or iterator is not None or hasattr(app_iter, "close") or self._log_errors:
+            body = AppBody(app_iter, head, iterator, copy_context())
+            if self._log_errors:
+                body.consumed = []  # so that a failed callback's body read can be undone
+            return body
+        return app_iter
 
     def _prime(self, exchange: _Exchange, app_iter: Iterable[bytes]) -> Iterator[bytes]:
         """Start a lazy application: pull chunks until it called start_response."""

@@ -34,13 +34,15 @@ def _public_response(status: str, headerlist: list[tuple[str, str]], app_iter: I
 
 def _fast_response(status: str, headerlist: list[tuple[str, str]], app_iter: Iterable[bytes]) -> Response:
     response = _new(Response)
-    # Exactly the attributes Response.__init__ sets for (status, headerlist, app_iter).
-    state = response.__dict__
-    state["_status"] = status
-    state["_headers"] = None
-    state["_headerlist"] = headerlist
-    state["conditional_response"] = False
-    state["_app_iter"] = app_iter
+    # Exactly the attributes Response.__init__ sets for (status, headerlist,
+    # app_iter). Plain attribute stores: cheaper than going through __dict__.
+    # WebOb's status and headerlist getters return _status and _headerlist as
+    # they are; the middleware reads those two back (see DeferMiddleware._finish).
+    response._status = status  # type: ignore[attr-defined]
+    response._headers = None  # type: ignore[attr-defined]
+    response._headerlist = headerlist  # type: ignore[attr-defined]
+    response.conditional_response = False
+    response._app_iter = app_iter  # type: ignore[attr-defined]
     return response
 
 
