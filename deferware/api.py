@@ -95,8 +95,11 @@ def after_this_request(
         return lambda f: after_this_request(f, environ=environ)
     # Flattened (no helper calls on the common path): this runs on every
     # registration, and its cost is most of what one callback costs.
-    code = getattr(func, "__code__", None)
-    if code is None or code.co_flags & _ASYNC_FLAGS:
+    try:
+        plain = not func.__code__.co_flags & _ASYNC_FLAGS
+    except AttributeError:  # not a plain function: a method, a partial, a callable object
+        plain = False
+    if not plain:
         check_callback(func, "after_this_request")
     registry = current_registry.get(None) if environ is None else None
     if registry is None:

@@ -254,8 +254,11 @@ class DeferMiddleware:
             if response is not None:
                 # known_status and checked are the response's, as of the last callback.
                 status = known_status
-                headers = list(checked)  # PEP 3333: a real list
-                final = response.app_iter
+                headers = checked[:]  # PEP 3333: a real list (a slice of a list subclass is one)
+                try:
+                    final = response._app_iter  # type: ignore[attr-defined] # as read above
+                except AttributeError:  # pragma: no cover - a WebOb that changed shape
+                    final = response.app_iter
             if self._log_errors:  # stop recording body reads: the server streams it
                 for item in (body, final):
                     if isinstance(item, AppBody):
