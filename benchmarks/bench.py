@@ -697,6 +697,7 @@ def build_routes(stream_bytes: int) -> dict[str, Callable[..., Any]]:
     return {
         "/bare": bare_app,
         "/idle": DeferMiddleware(bare_app),
+        "/noop": DeferMiddleware(noop_app),
         "/header": DeferMiddleware(header_app),
         "/bare-cookie": bare_cookie_app,
         "/cookie": DeferMiddleware(cookie_app),
@@ -987,6 +988,7 @@ def load_threads(port: int, path: str, duration: float, connections: int) -> dic
 E2E_PATHS = {
     "bare": "/bare",
     "defer_idle": "/idle",
+    "defer_noop": "/noop",
     "defer_header": "/header",
     "bare_set_cookie": "/bare-cookie",
     "defer_set_cookie": "/cookie",
@@ -995,6 +997,7 @@ E2E_PATHS = {
 E2E_RATIOS = (
     ("defer_header", "bare"),
     ("defer_idle", "bare"),
+    ("defer_noop", "bare"),
     ("defer_set_cookie", "bare_set_cookie"),
     ("defer_set_cookie", "bare"),
 )
@@ -1238,8 +1241,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--budget", type=float, help="seconds per row per repetition (default 0.12; quick 0.01)"
     )
-    parser.add_argument("--e2e-duration", type=float, help="seconds per e2e run (default 5; quick 0.5)")
-    parser.add_argument("--e2e-reps", type=int, help="interleaved e2e runs per variant (default 3; quick 2)")
+    parser.add_argument("--e2e-duration", type=float, help="seconds per e2e run (default 3; quick 1)")
+    parser.add_argument("--e2e-reps", type=int, help="interleaved e2e runs per variant (default 3; quick 1)")
     parser.add_argument("--connections", type=int, default=4, help="client connections for e2e (default 4)")
     parser.add_argument("--stream-mib", type=int, help="streamed size in MiB (default 1024; quick 64)")
     parser.add_argument("--profile", metavar="ROW", action="append", default=[], help="cProfile one row")
@@ -1250,8 +1253,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = {
         "reps": (25, 5),
         "budget": (0.12, 0.01),
-        "e2e_duration": (5.0, 0.5),
-        "e2e_reps": (3, 2),
+        "e2e_duration": (3.0, 1.0),
+        "e2e_reps": (3, 1),
         "stream_mib": (1024, 64),
     }
     for name, (full, quick) in defaults.items():

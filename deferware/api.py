@@ -97,7 +97,7 @@ def after_this_request(
     # registration, and its cost is most of what one callback costs.
     try:
         plain = not func.__code__.co_flags & _ASYNC_FLAGS
-    except AttributeError:  # not a plain function: a method, a partial, a callable object
+    except AttributeError:  # no code object: a partial, a callable object, a builtin
         plain = False
     if not plain:
         check_callback(func, "after_this_request")
