@@ -900,7 +900,7 @@ def _pinned_to(cpus: set[int] | None) -> Callable[[], None] | None:
 
 
 _WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
-_WRK_COUNT = re.compile(r"(\d+) requests in ([\d.]+)(\w+)")
+_WRK_COUNT = re.compile(r"(\d+) requests in")
 
 
 def load_wrk(

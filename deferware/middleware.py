@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from contextvars import copy_context
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, cast
 
 from webob import Response
 
@@ -271,7 +271,7 @@ class DeferMiddleware:
                 close_callbacks.append(_SEAL)
                 if close_callbacks[0] is _SEAL:  # else a close callback raced in: hook
                     outgoing = body
-                    if body is not app_iter and body.untouched:  # type: ignore[attr-defined]
+                    if body is not app_iter and cast(AppBody, body).untouched:
                         outgoing = app_iter  # the AppBody was not needed after all
             if outgoing is None:
                 # The environ keeps this registry until the server lets go of the
@@ -292,22 +292,20 @@ class DeferMiddleware:
             _drop(exchange, _unique(final, *dropped, body))
             raise
 
-    def _body(self, exchange: _Exchange, app_iter: Iterable[bytes]) -> Iterable[bytes]:
+    def _body(self, exchange: _Exchange, app_iter: Iterable[bytes]) -> AppBody:
         """The body the response is built over, when the application's iterable
         cannot be used as it is: a lazy start (primed here), data passed to
         ``write()``, an iterable with ``close()`` (which WebOb may call, and
         which must still run exactly once), or the ``'log'`` policy (which
-        records what callbacks read)."""
+        records what callbacks read). ``_finish`` calls it only in those cases."""
         iterator = None
         if exchange.status is None:
             iterator = self._prime(exchange, app_iter)
         head = exchange.head if exchange.phase == WRITTEN or iterator is not None else None
-        if head or iterator is not None or hasattr(app_iter, "close") or self._log_errors:
-            body = AppBody(app_iter, head, iterator, copy_context())
-            if self._log_errors:
-                body.consumed = []  # so that a failed callback's body read can be undone
-            return body
-        return app_iter
+        body = AppBody(app_iter, head, iterator, copy_context())
+        if self._log_errors:
+            body.consumed = []  # so that a failed callback's body read can be undone
+        return body
 
     def _prime(self, exchange: _Exchange, app_iter: Iterable[bytes]) -> Iterator[bytes]:
         """Start a lazy application: pull chunks until it called start_response."""
