@@ -52,16 +52,17 @@ __all__ = ["DeferMiddleware"]
 
 logger = logging.getLogger("deferware")
 
-_new_exchange = object.__new__
-
 
 class _Exchange(Registry):
     """The registry plus what ``start_response`` and ``write()`` recorded."""
 
     __slots__ = ("head", "headers", "server_write", "status")
 
-    # Set in DeferMiddleware.__call__ (instead of an __init__: the extra Python
-    # frame is a tenth of the idle path's cost); the rest only when used.
+    # The fields are set in DeferMiddleware.__call__, not by Registry.__init__:
+    # its Python frame would be a tenth of the idle path's cost. object.__init__
+    # keeps ``_Exchange()`` entirely in C (cheaper than ``object.__new__(_Exchange)``).
+    __init__ = object.__init__
+
     status: str | None
     headers: list[tuple[str, str]]
     #: Data passed to ``write()`` and chunks pulled while priming, in order.
@@ -149,7 +150,7 @@ class DeferMiddleware:
         # A DeferMiddleware nested in another one (a sub-request, or the same
         # app wrapped twice) gets its own registry; the outer one is put back.
         outer = environ.get(ENVIRON_KEY)
-        exchange = _new_exchange(_Exchange)  # no __init__: see _Exchange
+        exchange = _Exchange()  # fields set here, see _Exchange
         callbacks: list[Any] = []
         close_callbacks: list[Any] = []
         exchange.callbacks = callbacks
@@ -197,11 +198,12 @@ class DeferMiddleware:
         body: Iterable[bytes] = app_iter
         final: Iterable[bytes] = app_iter
         dropped: list[Iterable[bytes]] = []
+        log_errors = self._log_errors
         try:
             if (
                 exchange.status is None
                 or exchange.phase
-                or self._log_errors
+                or log_errors
                 or (type(app_iter) is not list and hasattr(app_iter, "close"))
             ):
                 body = final = self._body(exchange, app_iter)
@@ -214,43 +216,48 @@ class DeferMiddleware:
             response: Response | None = None
             checked: Any = None  # the response's CheckedHeaders, once it is built
             known_status = status
-            index = 0
-            while True:
-                if index == len(callbacks):
-                    callbacks.append(_SEAL)  # entries that raced in before the seal still run
-                func = callbacks[index]
-                index += 1
+            ran = 0
+            if not callbacks:
+                callbacks.append(_SEAL)
+            # A list iterator also yields the entries appended while it runs: a
+            # callback registering another one, or a registration racing in from
+            # another thread. The seal goes in once the last entry ran; entries
+            # that land before it still run, any after it were refused.
+            for func in callbacks:
                 if func is _SEAL:
                     break
+                ran += 1
                 if response is None:
                     checked = CheckedHeaders(headers)
                     response = build_response(status, checked, body)
                 checked.owner = func
-                if self._log_errors:
+                if log_errors:
                     response = self._apply_logged(func, response, headers, dropped)
                     checked = response.headerlist
                     known_status = response.status
-                    continue
-                result = func(response)
-                # Did the callback replace the response, its status or its header
-                # list (rather than change the CheckedHeaders in place)? Decided on
-                # the attributes behind WebOb's status and headerlist getters: a
-                # fifth of the cost of the two property calls. A test pins that
-                # they track the properties; a WebOb without them is always checked.
-                try:
-                    changed = (
-                        result is not None
-                        or response._headerlist is not checked  # type: ignore[attr-defined]
-                        or response._status is not known_status  # type: ignore[attr-defined]
-                    )
-                except AttributeError:  # pragma: no cover - a WebOb that changed shape
-                    changed = True
-                if changed:
-                    if result is not None:
-                        response = _replacement(func, response, result, dropped)
-                    check_response(response, func, {id(known_status): known_status}, headers)
-                    checked = response.headerlist
-                    known_status = response.status
+                else:
+                    result = func(response)
+                    # Did the callback replace the response, its status or its header
+                    # list (rather than change the CheckedHeaders in place)? Decided on
+                    # the attributes behind WebOb's status and headerlist getters: a
+                    # fifth of the cost of the two property calls. A test pins that
+                    # they track the properties; a WebOb without them is always checked.
+                    try:
+                        changed = (
+                            result is not None
+                            or response._headerlist is not checked  # type: ignore[attr-defined]
+                            or response._status is not known_status  # type: ignore[attr-defined]
+                        )
+                    except AttributeError:  # pragma: no cover - a WebOb that changed shape
+                        changed = True
+                    if changed:
+                        if result is not None:
+                            response = _replacement(func, response, result, dropped)
+                        check_response(response, func, {id(known_status): known_status}, headers)
+                        checked = response.headerlist
+                        known_status = response.status
+                if ran == len(callbacks):
+                    callbacks.append(_SEAL)
             if response is not None:
                 # known_status and checked are the response's, as of the last callback.
                 status = known_status
@@ -259,7 +266,7 @@ class DeferMiddleware:
                     final = response._app_iter  # type: ignore[attr-defined] # as read above
                 except AttributeError:  # pragma: no cover - a WebOb that changed shape
                     final = response.app_iter
-            if self._log_errors:  # stop recording body reads: the server streams it
+            if log_errors:  # stop recording body reads: the server streams it
                 for item in (body, final):
                     if isinstance(item, AppBody):
                         item.consumed = None
@@ -277,7 +284,7 @@ class DeferMiddleware:
                 # The environ keeps this registry until the server lets go of the
                 # response (and may outlive it): drop the callbacks that ran. (On
                 # the path above the environ gets FINISHED instead, see __call__.)
-                del callbacks[: index - 1]
+                del callbacks[:ran]
                 closers = [
                     close
                     for item in _unique(final, *dropped, body)
