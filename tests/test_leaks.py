@@ -234,3 +234,46 @@ def test_no_request_state_outlives_its_request() -> None:
     gc.collect()
     assert registries_alive() == registries_before, "a deferware registry outlived its request"
     assert current_registry.get(None) is None, "a registry is still bound in the context"
+
+
+def test_header_names_remembered_by_the_header_check_stay_bounded() -> None:
+    # Valid header names are remembered once checked (a set lookup instead of a
+    # regular expression); names made up per request must not grow that set
+    # without end, and a bad name must still be refused once it is full.
+    from deferware import InvalidHeader, responses
+
+    made_up = responses._KNOWN_NAMES_MAX + 500
+
+    def many_names(response: Response) -> None:
+        for number in range(made_up):
+            response.headerlist.append((f"X-Made-Up-{number}", "v"))
+
+    def bad_name(response: Response) -> None:
+        response.headerlist.append(("X Bad", "v"))
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        after_this_request(many_names)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"body"]
+
+    sent: list[list[tuple[str, str]]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        sent.append(headers)
+
+    body = DeferMiddleware(app)(dict(BASE_ENVIRON, **{"wsgi.input": io.BytesIO()}), start_response)
+    list(body)
+    assert len(sent[0]) == made_up + 1, "every made-up header reaches the server"
+    assert len(responses._KNOWN_NAMES) <= responses._KNOWN_NAMES_MAX
+
+    def bad_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        after_this_request(bad_name)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"body"]
+
+    try:
+        DeferMiddleware(bad_app)(dict(BASE_ENVIRON, **{"wsgi.input": io.BytesIO()}), start_response)
+    except InvalidHeader as error:
+        assert "'X Bad' is not an HTTP token" in str(error)
+    else:
+        raise AssertionError("a bad header name was accepted once the set of known names was full")
