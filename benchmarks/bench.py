@@ -574,6 +574,16 @@ def header_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> I
     return [BODY]
 
 
+def bare_header_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """The bare app sending the header the header callback adds, itself: the same
+    response on the wire, so the server does the same work for both."""
+    start_response(
+        STATUS,
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "5"), ("X-Deferred", "yes")],
+    )
+    return [BODY]
+
+
 def bare_cookie_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """The bare app setting the same cookie itself, with WebOb, without deferware:
     what the cookie costs whoever sets it."""
@@ -698,8 +708,6 @@ def run_stream_inprocess(total: int, reps: int) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- servers
 
-ROUTE_NAMES = ("/bare", "/idle", "/cookie", "/stream/bare", "/stream/wrapped")
-
 
 def build_routes(stream_bytes: int) -> dict[str, Callable[..., Any]]:
     return {
@@ -707,6 +715,7 @@ def build_routes(stream_bytes: int) -> dict[str, Callable[..., Any]]:
         "/idle": DeferMiddleware(bare_app),
         "/noop": DeferMiddleware(noop_app),
         "/header": DeferMiddleware(header_app),
+        "/bare-header": bare_header_app,
         "/bare-cookie": bare_cookie_app,
         "/cookie": DeferMiddleware(cookie_app),
         "/stream/bare": make_stream_app(stream_bytes, register=False),
@@ -997,17 +1006,21 @@ E2E_PATHS = {
     "bare": "/bare",
     "defer_idle": "/idle",
     "defer_noop": "/noop",
+    "bare_header": "/bare-header",
     "defer_header": "/header",
     "bare_set_cookie": "/bare-cookie",
     "defer_set_cookie": "/cookie",
 }
-#: (row, baseline): each ratio reported, the first one the target is judged on.
+#: (row, baseline, judged): each ratio is reported; the target is judged on the
+#: like-for-like ones, where the wrapped app and its baseline send the same
+#: response (so the server's work is the same and only deferware differs).
 E2E_RATIOS = (
-    ("defer_header", "bare"),
-    ("defer_idle", "bare"),
-    ("defer_noop", "bare"),
-    ("defer_set_cookie", "bare_set_cookie"),
-    ("defer_set_cookie", "bare"),
+    ("defer_noop", "bare", True),
+    ("defer_header", "bare_header", True),
+    ("defer_set_cookie", "bare_set_cookie", True),
+    ("defer_idle", "bare", False),
+    ("defer_header", "bare", False),
+    ("defer_set_cookie", "bare", False),
 )
 E2E_TARGET = 0.95
 
@@ -1016,8 +1029,13 @@ def run_e2e(kind: str, duration: float, reps: int, connections: int) -> dict[str
     split = split_cpus()
     client_cpus, server_cpus = split if split else (None, None)
     with ServerProcess(kind, stream_bytes=CHUNK_SIZE, cpus=server_cpus) as server:
-        for path, wanted in (("/cookie", b"user_lang=en"), ("/bare-cookie", b"user_lang=en"),
-                             ("/header", b"X-Deferred: yes")):  # fmt: skip
+        expected = {
+            "/cookie": b"user_lang=en",
+            "/bare-cookie": b"user_lang=en",
+            "/header": b"X-Deferred: yes",
+            "/bare-header": b"X-Deferred: yes",
+        }
+        for path, wanted in expected.items():
             _status, head, _length = http_get(server.port, path, timeout=5)
             if wanted not in head:
                 raise RuntimeError(f"{kind}: {path} response lacks {wanted!r}: {head!r}")
@@ -1048,10 +1066,17 @@ def run_e2e(kind: str, duration: float, reps: int, connections: int) -> dict[str
     result["server_cpu_us_per_request_min"] = {name: min(values) for name, values in cpu.items()}
     result["rps_best"] = best
     result["ratios"] = [
-        {"row": row, "baseline": base, "ratio": best[row] / best[base], "target_min": E2E_TARGET}
-        for row, base in E2E_RATIOS
+        {
+            "row": row,
+            "baseline": base,
+            "ratio": best[row] / best[base],
+            "target_min": E2E_TARGET if judged else None,
+        }
+        for row, base, judged in E2E_RATIOS
     ]
-    result["pass"] = result["ratios"][0]["ratio"] >= E2E_TARGET
+    result["pass"] = all(
+        ratio["ratio"] >= E2E_TARGET for ratio in result["ratios"] if ratio["target_min"] is not None
+    )
     return result
 
 
@@ -1188,9 +1213,11 @@ def print_e2e(results: list[dict[str, Any]]) -> None:
         for name, best in result["rps_best"].items():
             runs = ", ".join(f"{value:.0f}" for value in result["rps_runs"][name])
             print(f"    {name:<18} {best:>9.0f} req/s  server CPU {cpu[name]:>6.1f} us/req  runs: {runs}")
-        for index, ratio in enumerate(result["ratios"]):
-            judged = f">= {ratio['target_min']}: {verdict(result['pass'])}" if index == 0 else "(shown)"
-            print(f"    {ratio['row']} / {ratio['baseline']:<16} {ratio['ratio']:.3f}  {judged}")
+        for ratio in result["ratios"]:
+            target = ratio["target_min"]
+            judged = "(shown)" if target is None else f">= {target}: {verdict(ratio['ratio'] >= target)}"
+            print(f"    {ratio['row'] + ' / ' + ratio['baseline']:<34} {ratio['ratio']:.3f}  {judged}")
+        print(f"    target (every like-for-like ratio >= {E2E_TARGET}): {verdict(result['pass'])}")
 
 
 # --------------------------------------------------------------------------- main
