@@ -71,7 +71,7 @@ class _Exchange(Registry):
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
-    ) -> Callable[[bytes], object]:
+    ) -> _Exchange:
         if exc_info is not None:
             try:
                 if self.phase:
@@ -87,7 +87,7 @@ class _Exchange(Registry):
             )
         self.status = status
         self.headers = headers
-        return self.write
+        return self  # the write() callable: see __call__
 
     def write(self, data: bytes) -> object:
         if self.phase >= HANDED_OVER:
@@ -103,6 +103,11 @@ class _Exchange(Registry):
         self.phase = WRITTEN
         self.buffer().append(data)
         return None
+
+    # The exchange itself is the write() callable start_response returns:
+    # returning it allocates nothing, where a bound method ``self.write``
+    # would be made (and freed) on every request, used or not.
+    __call__ = write
 
     def buffer(self) -> list[bytes]:
         """The list of chunks that go out before the iterable's remaining items."""
