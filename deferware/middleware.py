@@ -53,6 +53,9 @@ __all__ = ["DeferMiddleware"]
 logger = logging.getLogger("deferware")
 
 
+_NOTHING_DROPPED: Any = ()
+
+
 class _Exchange(Registry):
     """The registry plus what ``start_response`` and ``write()`` recorded."""
 
@@ -202,7 +205,10 @@ class DeferMiddleware:
         """
         body: Iterable[bytes] = app_iter
         final: Iterable[bytes] = app_iter
-        dropped: list[Iterable[bytes]] = []
+        # The iterables of responses a callback replaced or a rollback undid,
+        # closed with the rest; the empty tuple until there is one (a list made
+        # on every request would cost more than everything else here).
+        dropped: list[Iterable[bytes]] = _NOTHING_DROPPED
         log_errors = self._log_errors
         try:
             if (
@@ -237,6 +243,8 @@ class DeferMiddleware:
                     response = build_response(status, checked, body)
                 checked.owner = func
                 if log_errors:
+                    if dropped is _NOTHING_DROPPED:
+                        dropped = []
                     response = self._apply_logged(func, response, headers, dropped)
                     checked = response.headerlist
                     known_status = response.status
@@ -257,6 +265,8 @@ class DeferMiddleware:
                         changed = True
                     if changed:
                         if result is not None:
+                            if dropped is _NOTHING_DROPPED:
+                                dropped = []
                             response = _replacement(func, response, result, dropped)
                         check_response(response, func, {id(known_status): known_status}, headers)
                         checked = response.headerlist
