@@ -1276,8 +1276,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--budget", type=float, help="seconds per row per repetition (default 0.12; quick 0.01)"
     )
-    parser.add_argument("--e2e-duration", type=float, help="seconds per e2e run (default 2; quick 1)")
-    parser.add_argument("--e2e-reps", type=int, help="interleaved e2e runs per variant (default 7; quick 1)")
+    parser.add_argument("--e2e-duration", type=float, help="seconds per e2e run (default 1; quick 1)")
+    parser.add_argument("--e2e-reps", type=int, help="interleaved e2e runs per variant (default 12; quick 1)")
     parser.add_argument("--connections", type=int, default=4, help="client connections for e2e (default 4)")
     parser.add_argument("--stream-mib", type=int, help="streamed size in MiB (default 1024; quick 64)")
     parser.add_argument("--profile", metavar="ROW", action="append", default=[], help="cProfile one row")
@@ -1288,8 +1288,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = {
         "reps": (25, 5),
         "budget": (0.12, 0.01),
-        "e2e_duration": (2.0, 1.0),
-        "e2e_reps": (7, 1),
+        "e2e_duration": (1.0, 1.0),
+        "e2e_reps": (12, 1),
         "stream_mib": (1024, 64),
     }
     for name, (full, quick) in defaults.items():
