@@ -241,6 +241,7 @@ class DeferMiddleware:
                 ran += 1
                 if response is None:
                     checked = CheckedHeaders(headers)
+                    checked.changed = False
                     response = build_response(status, checked, body)
                 checked.owner = func
                 if log_errors:
@@ -277,7 +278,8 @@ class DeferMiddleware:
             if response is not None:
                 # known_status and checked are the response's, as of the last callback.
                 status = known_status
-                headers = checked[:]  # PEP 3333: a real list (a slice of a list subclass is one)
+                if checked.changed:  # else the application's own list goes out, as it came
+                    headers = checked[:]  # PEP 3333: a real list (a slice of a list subclass is one)
                 try:
                     final = response._app_iter  # type: ignore[attr-defined] # as read above
                 except AttributeError:  # pragma: no cover - a WebOb that changed shape
@@ -429,6 +431,8 @@ def _roll_back(
             # The callback read the application's body: what it read was kept.
             app_iter = app_iter.rewound()
         response.app_iter = app_iter
-    response.headerlist = CheckedHeaders(headerlist)
+    checked = CheckedHeaders(headerlist)
+    checked.changed = True  # a copy: not the application's list
+    response.headerlist = checked
     response.status = status
     return response

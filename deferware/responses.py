@@ -151,23 +151,32 @@ class CheckedHeaders(list):  # type: ignore[type-arg]
     callback, at the line that set the header. WebOb adds headers only with
     ``append`` and ``extend``; the other mutators are covered too. ``owner``
     is the callback running now, for the message.
+
+    ``changed`` is set by every mutator (every method of ``list`` that changes
+    it is overridden here), so that a header list no callback touched can be
+    handed to the server as the application's own list instead of a copy.
+    Whoever makes a ``CheckedHeaders`` sets both attributes.
     """
 
-    __slots__ = ("owner",)
+    __slots__ = ("changed", "owner")
     owner: Any
+    changed: bool
 
     def append(self, item: Any) -> None:
         _refuse(self.owner, item)
+        self.changed = True
         list.append(self, item)
 
     def extend(self, items: Iterable[Any]) -> None:
         items = list(items)
         for item in items:
             _refuse(self.owner, item)
+        self.changed = True
         list.extend(self, items)
 
     def insert(self, index: Any, item: Any) -> None:
         _refuse(self.owner, item)
+        self.changed = True
         list.insert(self, index, item)
 
     def __setitem__(self, index: Any, value: Any) -> None:
@@ -177,11 +186,42 @@ class CheckedHeaders(list):  # type: ignore[type-arg]
                 _refuse(self.owner, item)
         else:
             _refuse(self.owner, value)
+        self.changed = True
         list.__setitem__(self, index, value)
 
     def __iadd__(self, items: Iterable[Any]) -> CheckedHeaders:  # type: ignore[misc]
         self.extend(items)
         return self
+
+    # The mutators that only remove or reorder: nothing to check, but a change.
+
+    def __delitem__(self, index: Any) -> None:
+        self.changed = True
+        list.__delitem__(self, index)
+
+    def __imul__(self, count: Any) -> CheckedHeaders:  # type: ignore[misc]
+        self.changed = True
+        return list.__imul__(self, count)
+
+    def pop(self, index: Any = -1) -> Any:
+        self.changed = True
+        return list.pop(self, index)
+
+    def remove(self, item: Any) -> None:
+        self.changed = True
+        list.remove(self, item)
+
+    def clear(self) -> None:
+        self.changed = True
+        list.clear(self)
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        self.changed = True
+        list.sort(self, *args, **kwargs)
+
+    def reverse(self) -> None:
+        self.changed = True
+        list.reverse(self)
 
 
 def check_response(
@@ -213,4 +253,5 @@ def check_response(
             _refuse(func, item)
     checked = CheckedHeaders(headerlist)
     checked.owner = func
+    checked.changed = True  # not the application's list
     response.headerlist = checked

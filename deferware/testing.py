@@ -70,6 +70,7 @@ class Deferred:
         callbacks = self.registry.callbacks
         originals = list(response.headerlist)
         checked = CheckedHeaders(originals)
+        checked.changed = False
         response.headerlist = checked
         dropped: list[Any] = []
         token = current_registry.set(self.registry)

@@ -1,0 +1,122 @@
+"""The header list a callback sees, and the one the server gets.
+
+* Every way of changing ``response.headerlist`` in place (each mutating method
+  of ``list``) reaches the server, and never changes the application's own
+  header list (which may be a constant shared by every request).
+* A header list no callback changed goes to the server as the application's
+  own list object, as on the idle path (no copy).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import pytest
+
+from deferware import DeferMiddleware, after_this_request
+from deferware.responses import CheckedHeaders
+
+#: The application's header list: one list shared by every request, as a module
+#: constant often is. No callback may change it.
+APP_HEADERS = [("Content-Type", "text/plain"), ("X-B", "2"), ("X-A", "1")]
+SNAPSHOT = list(APP_HEADERS)
+
+MUTATIONS: dict[str, Callable[[list[Any]], object]] = {
+    "append": lambda headers: headers.append(("X-New", "n")),
+    "extend": lambda headers: headers.extend([("X-New", "n"), ("X-Other", "o")]),
+    "insert": lambda headers: headers.insert(0, ("X-New", "n")),
+    "__setitem__": lambda headers: headers.__setitem__(1, ("X-B", "changed")),
+    "__setitem__slice": lambda headers: headers.__setitem__(slice(1, None), [("X-New", "n")]),
+    "__iadd__": lambda headers: headers.__iadd__([("X-New", "n")]),
+    "__delitem__": lambda headers: headers.__delitem__(1),
+    "__imul__": lambda headers: headers.__imul__(2),
+    "pop": lambda headers: headers.pop(),
+    "remove": lambda headers: headers.remove(("X-A", "1")),
+    "clear": lambda headers: headers.clear(),
+    "sort": lambda headers: headers.sort(),
+    "reverse": lambda headers: headers.reverse(),
+}
+
+
+def app_with(*callbacks: Callable[[Any], object]) -> Callable[..., Iterable[bytes]]:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        for callback in callbacks:
+            after_this_request(callback)
+        start_response("200 OK", APP_HEADERS)
+        return [b"body"]
+
+    return app
+
+
+def served_headers(app: Callable[..., Iterable[bytes]], make_environ: Callable[..., Any]) -> Any:
+    sent: list[Any] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        sent.append(headers)
+        return lambda data: None
+
+    list(DeferMiddleware(app)(make_environ(), start_response))
+    assert len(sent) == 1
+    return sent[0]
+
+
+def test_every_mutating_list_method_is_overridden() -> None:
+    # A mutator missing here would change the list without marking it changed,
+    # and the server would get the application's headers without the change.
+    mutators = {name.replace("slice", "") for name in MUTATIONS}
+    assert mutators == {
+        "append", "extend", "insert", "remove", "pop", "clear", "sort", "reverse",
+        "__setitem__", "__delitem__", "__iadd__", "__imul__",
+    }  # fmt: skip
+    missing = sorted(name for name in mutators if name not in vars(CheckedHeaders))
+    assert missing == []
+
+
+@pytest.mark.parametrize("name", list(MUTATIONS))
+def test_a_change_in_place_reaches_the_server(name: str, make_environ: Callable[..., Any]) -> None:
+    mutate = MUTATIONS[name]
+    expected = list(APP_HEADERS)
+    mutate(expected)
+
+    def change_in_place(response: Any) -> None:
+        mutate(response.headerlist)
+
+    headers = served_headers(app_with(change_in_place), make_environ)
+
+    assert type(headers) is list  # PEP 3333
+    assert headers == expected
+    assert headers is not APP_HEADERS
+    assert APP_HEADERS == SNAPSHOT, "a callback changed the application's own header list"
+
+
+def test_a_header_set_through_webob_reaches_the_server(make_environ: Callable[..., Any]) -> None:
+    def set_header(response: Any) -> None:
+        response.headers["X-B"] = "through webob"
+
+    headers = served_headers(app_with(set_header), make_environ)
+
+    assert headers == [("Content-Type", "text/plain"), ("X-A", "1"), ("X-B", "through webob")]
+    assert APP_HEADERS == SNAPSHOT
+
+
+def test_an_untouched_header_list_goes_out_as_the_applications_own(make_environ: Callable[..., Any]) -> None:
+    def read_only(response: Any) -> None:
+        assert response.headers["X-A"] == "1"
+        response.status = "201 Created"
+
+    headers = served_headers(app_with(read_only, lambda response: None), make_environ)
+
+    assert headers is APP_HEADERS
+
+
+def test_a_change_by_an_earlier_callback_is_kept_after_an_untouching_one(
+    make_environ: Callable[..., Any],
+) -> None:
+    def add(response: Any) -> None:
+        response.headerlist.append(("X-New", "n"))
+
+    headers = served_headers(app_with(add, lambda response: None), make_environ)
+
+    assert headers == [*SNAPSHOT, ("X-New", "n")]
+    assert headers is not APP_HEADERS
+    assert APP_HEADERS == SNAPSHOT
