@@ -182,8 +182,20 @@ class CheckedHeaders(list):  # type: ignore[type-arg]
     def __setitem__(self, index: Any, value: Any) -> None:
         if isinstance(index, slice):
             value = list(value)
-            for item in value:
-                _refuse(self.owner, item)
+            # WebOb's ``headers[name] = value`` rewrites the whole list through a
+            # slice, ``items[:] = [the entries it keeps]``, each kept entry an
+            # equal tuple rebuilt. Entries equal to one already in the list were
+            # checked when that one was added (or are the application's own):
+            # only the others are checked, found by set operations in C.
+            try:
+                present = set(self)
+                if not present.issuperset(value):
+                    for item in value:
+                        if item not in present:
+                            _refuse(self.owner, item)
+            except TypeError:  # an unhashable entry: check every one
+                for item in value:
+                    _refuse(self.owner, item)
         else:
             _refuse(self.owner, value)
         self.changed = True

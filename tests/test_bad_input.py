@@ -114,6 +114,34 @@ def test_unsafe_header_value_in_replacement_response_is_refused(value: str, char
 
 
 @pytest.mark.parametrize(
+    "rewrite",
+    [
+        pytest.param(lambda kept: [*kept, ("X-Bad", "a\r\nb")], id="appended"),
+        pytest.param(lambda kept: [("X-Bad", "a\r\nb"), *kept], id="first"),
+        pytest.param(lambda kept: [tuple(item) for item in kept] + [("X-Bad", "a\r\nb")], id="rebuilt-kept"),
+    ],
+)
+def test_unsafe_header_among_kept_ones_in_a_slice_rewrite_is_refused(rewrite: Any) -> None:
+    # WebOb rewrites the list through a slice; entries already there are not
+    # checked again, a new one among them is.
+    def rewrite_headers(response: Response) -> None:
+        response.headerlist[:] = rewrite(list(response.headerlist))
+
+    refused(rewrite_headers, message_for_value("a\r\nb", "\r", "rewrite_headers"))
+
+
+def test_unhashable_entry_in_a_slice_rewrite_is_refused() -> None:
+    def rewrite_headers(response: Response) -> None:
+        response.headerlist[:] = [*response.headerlist, ["X-Bad", "value"]]
+
+    refused(
+        rewrite_headers,
+        r"after_this_request callback .*rewrite_headers set an unsafe response header: "
+        r"header \['X-Bad', 'value'\] is not a \(name, value\) tuple",
+    )
+
+
+@pytest.mark.parametrize(
     "name",
     [
         pytest.param("X-Bad\r\nInjected", id="CRLF"),
