@@ -258,14 +258,14 @@ class DeferMiddleware:
                     # fifth of the cost of the two property calls. A test pins that
                     # they track the properties; a WebOb without them is always checked.
                     try:
-                        changed = (
+                        replaced = (
                             result is not None
                             or response._headerlist is not checked  # type: ignore[attr-defined]
                             or response._status is not known_status  # type: ignore[attr-defined]
                         )
                     except AttributeError:  # pragma: no cover - a WebOb that changed shape
-                        changed = True
-                    if changed:
+                        replaced = True
+                    if replaced:
                         if result is not None:
                             if dropped is _NOTHING_DROPPED:
                                 dropped = []
