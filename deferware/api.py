@@ -9,7 +9,7 @@ function at registration time, and return it unchanged.
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Callable, Optional, TypeVar, Union, overload
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, overload
 
 from .registry import WRITTEN, current_registry, lookup, too_late
 
@@ -30,6 +30,23 @@ _C = TypeVar("_C", bound=CloseCallback)
 _ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 
 
+class _Omitted:
+    """The default of ``func``: called without it, the API returns a decorator.
+
+    Not ``None``, so that ``call_on_close(flush())`` (calling the function
+    instead of passing it, which passes its ``None`` result) is an error rather
+    than a decorator nobody applies, which would register nothing.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<func omitted>"
+
+
+_OMITTED: Any = _Omitted()
+
+
 def check_callback(func: object, api: str) -> None:
     """Raise ``TypeError`` unless *func* can be called synchronously."""
     code = getattr(func, "__code__", None)
@@ -38,10 +55,12 @@ def check_callback(func: object, api: str) -> None:
             raise _async_error(func, api)
         return
     if not callable(func):
-        raise TypeError(
-            f"{api}() needs a callable, got {func!r} of type {type(func).__name__}. "
-            f"Pass a function, e.g. @{api} on a def."
+        hint = (
+            f" Pass the function itself, not the result of calling it: {api}(flush), not {api}(flush())."
+            if func is None
+            else f" Pass a function, e.g. @{api} on a def."
         )
+        raise TypeError(f"{api}() needs a callable, got {func!r} of type {type(func).__name__}.{hint}")
     call = getattr(func, "__call__", None)  # noqa: B004 - an object whose __call__ is async
     for candidate in (func, call):
         if inspect.iscoroutinefunction(candidate) or inspect.isasyncgenfunction(candidate):
@@ -59,13 +78,11 @@ def _async_error(func: object, api: str) -> TypeError:
 @overload
 def after_this_request(func: _R, *, environ: WSGIEnvironment | None = None) -> _R: ...
 @overload
-def after_this_request(
-    func: None = None, *, environ: WSGIEnvironment | None = None
-) -> Callable[[_R], _R]: ...
+def after_this_request(*, environ: WSGIEnvironment | None = None) -> Callable[[_R], _R]: ...
 
 
 def after_this_request(
-    func: _R | None = None, *, environ: WSGIEnvironment | None = None
+    func: _R = _OMITTED, *, environ: WSGIEnvironment | None = None
 ) -> Union[_R, Callable[[_R], _R]]:
     """Call ``func(response)`` with this request's response, once it exists.
 
@@ -91,7 +108,7 @@ def after_this_request(
         def remember_language(response):
             response.set_cookie("user_lang", "de")
     """
-    if func is None:
+    if func is _OMITTED:
         return lambda f: after_this_request(f, environ=environ)
     # Flattened (no helper calls on the common path): this runs on every
     # registration, and its cost is most of what one callback costs.
@@ -114,11 +131,11 @@ def after_this_request(
 @overload
 def call_on_close(func: _C, *, environ: WSGIEnvironment | None = None) -> _C: ...
 @overload
-def call_on_close(func: None = None, *, environ: WSGIEnvironment | None = None) -> Callable[[_C], _C]: ...
+def call_on_close(*, environ: WSGIEnvironment | None = None) -> Callable[[_C], _C]: ...
 
 
 def call_on_close(
-    func: _C | None = None, *, environ: WSGIEnvironment | None = None
+    func: _C = _OMITTED, *, environ: WSGIEnvironment | None = None
 ) -> Union[_C, Callable[[_C], _C]]:
     """Call ``func()`` after the response has been sent.
 
@@ -141,7 +158,7 @@ def call_on_close(
 
         call_on_close(lambda: audit_log.flush())
     """
-    if func is None:
+    if func is _OMITTED:
         return lambda f: call_on_close(f, environ=environ)
     check_callback(func, "call_on_close")
     lookup(environ, "call_on_close").add_close_callback(func)

@@ -193,7 +193,14 @@ def lookup(environ: WSGIEnvironment | None, api: str) -> Registry:
                 f"queue), pass the request's environ: {api}(func, environ=request.environ)."
             )
         return registry
-    registry = environ.get(ENVIRON_KEY)
+    try:
+        registry = environ.get(ENVIRON_KEY)
+    except AttributeError:
+        hint = "request.environ" if hasattr(environ, "environ") else "the environ the application was given"
+        raise TypeError(
+            f"{api}(environ=...) needs the request's WSGI environ (a dict), got {environ!r} "
+            f"of type {type(environ).__name__}. Pass {hint}."
+        ) from None
     if not isinstance(registry, Registry):
         raise NoActiveRequest(
             f"{api}(environ=...) was given an environ that holds no deferware registry "
