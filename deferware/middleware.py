@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from contextvars import copy_context
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, cast
 
 from webob import Response
 
@@ -52,6 +52,9 @@ __all__ = ["DeferMiddleware"]
 
 logger = logging.getLogger("deferware")
 
+
+#: The values of ``on_callback_error`` (checked at run time too, by the option table).
+OnCallbackError = Literal["raise", "log"]
 
 #: ``dropped`` in ``DeferMiddleware._finish`` until something is dropped.
 _NOTHING_DROPPED: Any = ()
@@ -145,7 +148,7 @@ class DeferMiddleware:
     app wrapped twice) gets its own registry; the outer one is put back after.
     """
 
-    def __init__(self, app: WSGIApplication, *, on_callback_error: str = "raise") -> None:
+    def __init__(self, app: WSGIApplication, *, on_callback_error: OnCallbackError = "raise") -> None:
         if not callable(app):
             raise TypeError(f"DeferMiddleware needs a WSGI application (a callable), got {app!r}.")
         self.app = app

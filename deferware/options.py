@@ -24,21 +24,23 @@ class Option:
     choices: tuple[str, ...]
     doc: str
 
-    def check(self, value: object) -> str:
-        """Return *value* if it is accepted, else raise ``ValueError``."""
+    def check(self, value: object, given: object = None) -> str:
+        """Return *value* if it is accepted, else raise ``ValueError`` naming
+        *given* (what the user wrote; *value* itself by default)."""
         if isinstance(value, str) and value in self.choices:
             return value
+        shown = value if given is None else given
         raise ValueError(
             f"DeferMiddleware option {self.name!r} must be one of "
-            f"{', '.join(map(repr, self.choices))}; got {value!r}."
+            f"{', '.join(map(repr, self.choices))}; got {shown!r}."
         )
 
     def parse(self, text: str) -> str:
         """Parse an ini string strictly: surrounding blanks and case are ignored,
-        nothing else is guessed."""
+        nothing else is guessed. An error quotes the text as written."""
         if not isinstance(text, str):
             return self.check(text)
-        return self.check(text.strip().lower())
+        return self.check(text.strip().lower(), given=text)
 
 
 OPTIONS: dict[str, Option] = {
@@ -75,8 +77,9 @@ def from_ini(local_conf: Mapping[str, str], global_conf: Mapping[str, str]) -> d
     unknown = sorted(set(local_conf) - set(OPTIONS))
     if unknown:
         raise ValueError(
-            f"Unknown deferware option(s) {', '.join(map(repr, unknown))} in the "
-            f"[filter:...] section. Known options: {', '.join(map(repr, OPTIONS))}."
+            f"Unknown deferware option(s) {', '.join(map(repr, unknown))} in the ini "
+            "section with 'use = egg:deferware'. Known options: "
+            f"{', '.join(map(repr, OPTIONS))}."
         )
     in_defaults = sorted(name for name in OPTIONS if name in global_conf)
     if in_defaults:
@@ -84,7 +87,7 @@ def from_ini(local_conf: Mapping[str, str], global_conf: Mapping[str, str]) -> d
             f"deferware option(s) {', '.join(map(repr, in_defaults))} found in [DEFAULT]. "
             "PasteDeploy drops a filter section's own value for a key that is also in "
             "[DEFAULT], so the value meant cannot be known: set deferware options only "
-            "in the [filter:...] section."
+            "in the ini section with 'use = egg:deferware'."
         )
     return {
         name: option.parse(local_conf[name]) if name in local_conf else option.default

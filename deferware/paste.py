@@ -13,7 +13,7 @@ so a typo fails at start-up, not on the first request.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .middleware import DeferMiddleware
 from .options import from_ini
@@ -28,7 +28,7 @@ def filter_factory(
     global_conf: dict[str, str], **local_conf: str
 ) -> Callable[[WSGIApplication], DeferMiddleware]:
     """Return a filter that wraps an application in :class:`DeferMiddleware`."""
-    options = from_ini(local_conf, global_conf)
+    options: dict[str, Any] = from_ini(local_conf, global_conf)  # values checked by the table
 
     def make_filter(app: WSGIApplication) -> DeferMiddleware:
         return DeferMiddleware(app, **options)

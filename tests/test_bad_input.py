@@ -235,19 +235,29 @@ class AsyncCallable:
 @pytest.mark.parametrize("api", [after_this_request, call_on_close])
 @pytest.mark.parametrize(
     "value",
-    [pytest.param(42, id="int"), pytest.param("func", id="str"), pytest.param(None, id="None-as-func")],
+    [pytest.param(42, id="int"), pytest.param("func", id="str"), pytest.param(None, id="None")],
 )
 def test_non_callable_registration_is_refused(api: Callable[..., Any], value: object) -> None:
-    if value is None:
-        # None means "use me as a decorator": the decorator then refuses a non-callable.
-        register: Callable[[dict[str, Any]], object] = lambda environ: api(environ=environ)(42)  # noqa: E731
-        value = 42
-    else:
-        register = lambda environ: api(value)  # noqa: E731
     with pytest.raises(
         TypeError, match=rf"{api.__name__}\(\) needs a callable, got {re.escape(repr(value))}"
     ):
-        run_request(register)
+        run_request(lambda environ: api(value))
+
+
+@pytest.mark.parametrize("api", [after_this_request, call_on_close])
+def test_none_is_refused_not_taken_as_the_decorator_form(api: Callable[..., Any]) -> None:
+    # call_on_close(flush()) passes flush's None: that must not return a decorator
+    # nobody applies (registering nothing); the message says what went wrong.
+    with pytest.raises(TypeError, match=rf"not the result of calling it: {api.__name__}\(flush\)"):
+        run_request(lambda environ: api(None))
+    with pytest.raises(TypeError, match=r"needs a callable, got None"):
+        run_request(lambda environ: api(None, environ=environ))
+
+
+@pytest.mark.parametrize("api", [after_this_request, call_on_close])
+def test_decorator_form_refuses_a_non_callable(api: Callable[..., Any]) -> None:
+    with pytest.raises(TypeError, match=rf"{api.__name__}\(\) needs a callable, got 42"):
+        run_request(lambda environ: api(environ=environ)(42))
 
 
 @pytest.mark.parametrize("api", [after_this_request, call_on_close])
@@ -372,6 +382,12 @@ def test_bad_ini_option_value_is_refused(text: str) -> None:
         filter_factory({}, on_callback_error=text)
 
 
+def test_bad_ini_option_value_is_quoted_as_written() -> None:
+    # Parsing ignores case and blanks; the error still shows what the file says.
+    with pytest.raises(ValueError, match=r"; got ' Ignore '\.$"):
+        filter_factory({}, on_callback_error=" Ignore ")
+
+
 @pytest.mark.parametrize(("text", "expected"), [(" LOG ", "log"), ("Raise", "raise"), ("log\n", "log")])
 def test_ini_option_value_is_parsed_strictly_but_without_case(text: str, expected: str) -> None:
     middleware = filter_factory({}, on_callback_error=text)(plain_app)
@@ -381,7 +397,8 @@ def test_ini_option_value_is_parsed_strictly_but_without_case(text: str, expecte
 def test_unknown_ini_option_is_refused() -> None:
     with pytest.raises(
         ValueError,
-        match=r"Unknown deferware option\(s\) 'on_error' in the \[filter:...\] section\. Known options",
+        match=r"Unknown deferware option\(s\) 'on_error' in the ini section with 'use = egg:deferware'\. "
+        r"Known options",
     ):
         filter_factory({}, on_error="log")
 
@@ -412,6 +429,21 @@ def test_registration_outside_a_request_is_refused(api: Callable[..., Any]) -> N
 def test_registration_with_foreign_environ_is_refused(api: Callable[..., Any]) -> None:
     with pytest.raises(NoActiveRequest, match=r"was given an environ that holds no deferware registry"):
         api(noop, environ=make_environ())
+
+
+@pytest.mark.parametrize("api", [after_this_request, call_on_close])
+def test_registration_with_a_request_for_environ_names_request_environ(api: Callable[..., Any]) -> None:
+    # A common slip: environ=request instead of environ=request.environ. The
+    # registration is refused with a message naming the fix, in the request.
+    from webob import Request
+
+    def register(environ: dict[str, Any]) -> None:
+        api(noop, environ=Request(environ))
+
+    with pytest.raises(TypeError, match=rf"{api.__name__}\(environ=\.\.\.\) needs .*Pass request\.environ\."):
+        run_request(register)
+    with pytest.raises(TypeError, match=r"got 42 of type int\. Pass the environ the application was given"):
+        run_request(lambda environ: api(noop, environ=42))
 
 
 def test_after_this_request_after_hand_over_is_refused() -> None:

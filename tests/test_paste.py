@@ -48,14 +48,14 @@ def test_filter_loads_on_its_own_by_egg_name():
     [
         pytest.param(
             "unknown_option.ini",
-            r"Unknown deferware option\(s\) 'on_callback_eror' in the \[filter:\.\.\.\] section\. "
-            r"Known options: 'on_callback_error'\.",
+            r"Unknown deferware option\(s\) 'on_callback_eror' in the ini section with "
+            r"'use = egg:deferware'\. Known options: 'on_callback_error'\.",
             id="unknown-option",
         ),
         pytest.param(
             "option_in_default.ini",
             r"deferware option\(s\) 'on_callback_error' found in \[DEFAULT\]\..*"
-            r"set deferware options only in the \[filter:\.\.\.\] section",
+            r"set deferware options only in the ini section with 'use = egg:deferware'",
             id="option-in-default",
         ),
         pytest.param(
