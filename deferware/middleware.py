@@ -214,6 +214,7 @@ class DeferMiddleware:
         # requests drop nothing, and a list made per request is measurable here.
         dropped: list[Iterable[bytes]] = _NOTHING_DROPPED
         log_errors = self._log_errors
+        response: Response | None = None
         try:
             if (
                 exchange.status is None
@@ -228,7 +229,6 @@ class DeferMiddleware:
 
             callbacks = exchange.callbacks
             exchange.phase = FINISHING
-            response: Response | None = None
             checked: Any = None  # the response's CheckedHeaders, once it is built
             known_status = status
             ran = 0
@@ -317,7 +317,10 @@ class DeferMiddleware:
             exchange.server_write = start_response(status, headers)
             return outgoing
         except BaseException:
-            _drop(exchange, _unique(final, *dropped, body))
+            # Also the body of the response as the failing step left it: a
+            # callback's replacement, or an app_iter a callback set.
+            current = None if response is None else response.app_iter
+            _drop(exchange, _unique(final, *dropped, body, current))
             raise
 
     def _body(self, exchange: _Exchange, app_iter: Iterable[bytes]) -> AppBody:

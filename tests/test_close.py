@@ -183,3 +183,51 @@ def test_app_close_error_propagates_but_close_callbacks_still_run(drive):
         drive(DeferMiddleware(app))
 
     assert log == ["closed"]
+
+
+class ClosingBody:
+    def __init__(self, name):
+        self.name = name
+        self.closed = 0
+
+    def __iter__(self):
+        return iter([self.name.encode()])
+
+    def close(self):
+        self.closed += 1
+
+
+@pytest.mark.parametrize("policy", ["raise", "log"])
+@pytest.mark.parametrize(
+    "case", ["replaced-then-later-raises", "app_iter-set-then-later-raises", "replaced-badly"]
+)
+def test_a_body_a_callback_put_in_is_closed_once_when_a_later_step_fails(case, policy, drive, caplog):
+    # The response a failing step leaves behind may carry a body a callback put
+    # there (a replacement Response, or response.app_iter = ...): it is closed too.
+    app_body, replacement = ClosingBody("app"), ClosingBody("replacement")
+
+    def replace(response):
+        if case == "app_iter-set-then-later-raises":
+            response.app_iter = replacement
+            return None
+        new = Response(app_iter=replacement, content_type="text/plain")
+        if case == "replaced-badly":
+            new.headerlist.append(("X-Bad", "a\r\nb"))
+        return new
+
+    def app(environ, start_response):
+        after_this_request(replace)
+        if case != "replaced-badly":
+            after_this_request(_raise)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return app_body
+
+    middleware = DeferMiddleware(app, on_callback_error=policy)
+    if policy == "raise":
+        with pytest.raises(Exception, match=r"callback failed|unsafe response header"):
+            drive(middleware)
+    else:
+        with caplog.at_level(logging.ERROR, logger="deferware"):
+            drive(middleware)
+
+    assert (app_body.closed, replacement.closed) == (1, 1)
