@@ -40,18 +40,22 @@ class AppBody:
 
     Yields *head* (data passed to ``write()`` and chunks pulled while waiting for
     a lazy ``start_response``) and then the rest of the application's iterator,
-    each later chunk pulled with the request active in the context. ``close()``
-    closes the application's iterable exactly once.
+    each later chunk pulled with the request active in the context (*context*
+    None: the iterator is bound already). ``close()`` closes the application's
+    iterable exactly once.
     """
 
-    __slots__ = ("_context", "_iterator", "_live", "app_iter", "closed", "consumed", "head", "started")
+    __slots__ = (
+        "_context", "_iterator", "_live", "app_iter", "closed", "consumed",
+        "failed", "head", "root", "started",
+    )  # fmt: skip
 
     def __init__(
         self,
         app_iter: Iterable[bytes],
         head: list[bytes] | None,
         iterator: Iterator[bytes] | None,
-        context: Context,
+        context: Context | None,
     ) -> None:
         self.app_iter = app_iter
         self.head = head
@@ -64,6 +68,12 @@ class AppBody:
         #: run: chunks read by a callback are kept, so a failed one can be undone.
         self.consumed: list[bytes] | None = None
         self._live: Iterator[bytes] | None = None
+        #: The body this one was rewound from (None: this is it); it holds ``failed``.
+        self.root: AppBody | None = None
+        #: True once the application's iterable raised while recording: the
+        #: application failed, which no rollback of a callback can undo. (A flag,
+        #: not the exception: its traceback would hold this body in a cycle.)
+        self.failed = False
 
     @property
     def untouched(self) -> bool:
@@ -72,15 +82,16 @@ class AppBody:
 
     def __iter__(self) -> Iterator[bytes]:
         self.started = True
+        if self.consumed is not None:
+            return _Recorder(self)
+        return self._open()
+
+    def _open(self) -> Iterator[bytes]:
         iterator = self._iterator
         if iterator is None:
             iterator = iter(self.app_iter)
-        rest = _bound(self._context, iterator)
-        live = chain(self.head, rest) if self.head else rest
-        if self.consumed is None:
-            return live
-        self._live = live
-        return map(_keep(self.consumed), live)
+        rest = iterator if self._context is None else _bound(self._context, iterator)
+        return chain(self.head, rest) if self.head else rest
 
     def rewound(self) -> AppBody:
         """The body as it was before a callback started reading it (only while
@@ -88,8 +99,10 @@ class AppBody:
         records too; its ``close()`` leaves closing the application's iterable
         to this one."""
         assert self.consumed is not None
-        again = AppBody(chain(list(self.consumed), self._live or ()), None, None, self._context)
+        # The unread rest is bound to the request's context already: not again.
+        again = AppBody(chain(list(self.consumed), self._live or ()), None, None, None)
         again.consumed = []
+        again.root = self.root or self
         return again
 
     def close(self) -> None:
@@ -101,12 +114,37 @@ class AppBody:
             close()
 
 
-def _keep(chunks: list[bytes]) -> Callable[[bytes], bytes]:
-    def keep(chunk: bytes) -> bytes:
-        chunks.append(chunk)
-        return chunk
+class _Recorder:
+    """Iterates an :class:`AppBody` while a callback's reads may have to be
+    undone (``on_callback_error="log"``): each chunk is kept in ``consumed``
+    while that is a list, and an error from the application's iterable is noted
+    (``failed``). Python per chunk, but only on that path."""
 
-    return keep
+    __slots__ = ("_body", "_live")
+
+    def __init__(self, body: AppBody) -> None:
+        self._body = body
+        self._live: Iterator[bytes] | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        body = self._body
+        try:
+            live = self._live
+            if live is None:  # opened here, so that an error opening it is noted too
+                live = self._live = body._live = body._open()
+            chunk = next(live)
+        except StopIteration:
+            raise
+        except Exception:
+            (body.root or body).failed = True
+            raise
+        consumed = body.consumed
+        if consumed is not None:
+            consumed.append(chunk)
+        return chunk
 
 
 def prime(app_iter: Iterable[bytes], registry: Any, head: list[bytes]) -> Iterator[bytes]:

@@ -250,7 +250,7 @@ class DeferMiddleware:
                 if log_errors:
                     if dropped is _NOTHING_DROPPED:
                         dropped = []
-                    response = self._apply_logged(func, response, headers, dropped)
+                    response = self._apply_logged(func, response, headers, dropped, cast(AppBody, body))
                     checked = response.headerlist
                     known_status = response.status
                 else:
@@ -350,9 +350,19 @@ class DeferMiddleware:
         return iterator
 
     def _apply_logged(
-        self, func: Any, response: Response, originals: list[tuple[str, str]], dropped: list[Iterable[bytes]]
+        self,
+        func: Any,
+        response: Response,
+        originals: list[tuple[str, str]],
+        dropped: list[Iterable[bytes]],
+        body: AppBody,
     ) -> Response:
-        """Run one callback under ``on_callback_error='log'``: on error, log and roll back."""
+        """Run one callback under ``on_callback_error='log'``: on error, log and roll back.
+
+        Not when the application's own iterable raised while the callback read
+        it: that is the application failing, and no rollback gives its body back.
+        The error propagates, as it does without deferware.
+        """
         saved = (response, response.status, list(response.headerlist), response.app_iter)
         try:
             result = func(response)
@@ -360,6 +370,8 @@ class DeferMiddleware:
                 response = _replacement(func, response, result, dropped)
             check_response(response, func, {id(saved[1]): saved[1]}, originals)
         except Exception:
+            if body.failed:
+                raise
             logger.exception(
                 "after_this_request callback %s raised; the response goes on as it was "
                 "before this callback (on_callback_error='log').",

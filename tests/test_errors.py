@@ -206,3 +206,62 @@ def test_logged_error_after_reading_and_rewriting_the_body_sends_the_original_bo
     assert sent.headers == headers
     assert sent.body == b"hello world"
     assert int(sent.header("Content-Length")[0]) == len(sent.body)
+
+
+def test_logged_error_after_a_partial_body_read_sends_the_whole_body(shape, make_app, wrap, drive, caplog):
+    # The callback reads one chunk, then fails: the rolled-back body is the chunk
+    # it read followed by the unread rest, streamed in the request's context.
+    def peek_then_fail(response):
+        next(iter(response.app_iter))
+        raise Boom("after reading one chunk")
+
+    def register(environ):
+        after_this_request(peek_then_fail)
+
+    with caplog.at_level(logging.ERROR, logger="deferware"):
+        sent = drive(wrap(make_app(shape, during=register), on_callback_error="log"))
+
+    assert sent.status == "200 OK"
+    assert sent.body == b"hello world"
+    assert "after reading one chunk" in caplog.text
+
+
+class FailingBody:
+    """An application body that fails when iterated (a database gone away)."""
+
+    def __init__(self, when):
+        self.when = when
+        self.close_calls = 0
+
+    def __iter__(self):
+        if self.when == "start":
+            raise ConnectionError("database went away")
+        return self.chunks()
+
+    def chunks(self):
+        yield b"first row\n"
+        raise ConnectionError("database went away")
+
+    def close(self):
+        self.close_calls += 1
+
+
+@pytest.mark.parametrize("when", ["start", "mid-body"])
+@pytest.mark.parametrize("policy", ["raise", "log"])
+def test_the_applications_body_failing_under_a_callbacks_read_propagates(when, policy, drive, caplog):
+    # Not a callback error: under "log" too, the application's failure surfaces,
+    # instead of a rolled-back, truncated body under the application's
+    # Content-Length. Its iterable is still closed once.
+    body = FailingBody(when)
+
+    def app(environ, start_response):
+        after_this_request(lambda response: response.body)
+        start_response("200 OK", [("Content-Type", "text/csv"), ("Content-Length", "1000")])
+        return body
+
+    with caplog.at_level(logging.ERROR, logger="deferware"):
+        with pytest.raises(ConnectionError, match="database went away"):
+            drive(DeferMiddleware(app, on_callback_error=policy))
+
+    assert body.close_calls == 1
+    assert "callback" not in caplog.text  # not logged as a callback's error

@@ -170,3 +170,35 @@ def test_head_response_is_not_rewritten_by_webob(make_app, wrap, drive, make_env
     assert sent.status == "200 OK"
     assert sent.headers == [("Content-Type", "text/plain"), ("Content-Length", "11"), ("X-Seen", "yes")]
     assert sent.chunks == [b"hello", b" ", b"world"]
+
+
+def test_a_body_streamed_through_a_callbacks_wrapper_is_not_kept_under_the_log_policy():
+    # Under on_callback_error="log" the chunks a callback reads are kept while
+    # callbacks run, so that a failed one can be undone; once they ran, the body
+    # streams and nothing is kept (16 MiB streamed here, in distinct chunks).
+    import tracemalloc
+
+    chunk_size, count = 16 * 1024, 1024
+
+    def app(environ, start_response):
+        def wrap_body(response):
+            response.app_iter = (chunk for chunk in response.app_iter)
+
+        after_this_request(wrap_body)
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return (bytes(chunk_size) for _ in range(count))
+
+    middleware = DeferMiddleware(app, on_callback_error="log")
+    tracemalloc.start()
+    try:
+        body = middleware({"REQUEST_METHOD": "GET"}, lambda status, headers, exc_info=None: None)
+        received = 0
+        for chunk in body:
+            received += len(chunk)
+        body.close()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert received == chunk_size * count
+    assert peak < 1024 * 1024
