@@ -216,13 +216,17 @@ class DeferMiddleware:
         log_errors = self._log_errors
         response: Response | None = None
         try:
-            if (
-                exchange.status is None
-                or exchange.phase
-                or log_errors
-                or (type(app_iter) is not list and hasattr(app_iter, "close"))
-            ):
+            if exchange.status is None or exchange.phase or log_errors:
                 body = final = self._body(exchange, app_iter)
+            elif type(app_iter) is list:
+                # WebOb's response.write() appends to a list body in place: the
+                # response gets a copy, not the application's list (which may be
+                # a constant it serves to every request).
+                body = final = app_iter[:]
+            elif hasattr(app_iter, "close"):
+                body = final = self._body(exchange, app_iter)
+            elif isinstance(app_iter, list):  # a list subclass without close(): as a list
+                body = final = list(app_iter)
             status = exchange.status
             headers = exchange.headers
             assert status is not None
@@ -299,7 +303,7 @@ class DeferMiddleware:
                 close_callbacks.append(_SEAL)
                 if close_callbacks[0] is _SEAL:  # else a close callback raced in: hook
                     outgoing = body
-                    if body is not app_iter and cast(AppBody, body).untouched:
+                    if type(body) is AppBody and body.untouched:
                         outgoing = app_iter  # the AppBody was not needed after all
             if outgoing is None:
                 # The environ keeps this registry until the server lets go of the

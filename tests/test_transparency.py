@@ -94,3 +94,33 @@ def test_no_webob_fixture_notices_a_response_being_built(make_app, drive, no_web
 
     with pytest.raises(AssertionError, match=r"a webob\.Response was built"):
         drive(DeferMiddleware(make_app("list", during=lambda environ: after_this_request(lambda r: None))))
+
+
+class BodyList(list):
+    pass
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda response: response.write(b"!"), id="response.write"),
+        pytest.param(lambda response: response.body_file.write(b"!"), id="body_file.write"),
+    ],
+)
+@pytest.mark.parametrize("kind", [list, BodyList])
+def test_a_callback_never_changes_the_applications_own_list_body(kind, change, drive):
+    # WebOb appends to a list body in place; the application's list may be a
+    # constant served to every request, so the response gets a copy.
+    constant_body = kind([b"ok"])
+
+    def app(environ, start_response):
+        after_this_request(change)
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        return constant_body
+
+    middleware = DeferMiddleware(app)
+    for _ in range(2):
+        sent = drive(middleware)
+        assert sent.body == b"ok!"
+        assert sent.header("Content-Length") == ["3"]
+    assert constant_body == [b"ok"]
