@@ -242,6 +242,7 @@ class ClosingIterable:
         finally:
             self._closers = []
             run_close_callbacks(self._registry)
-            # The registry holds the server's write(), the server holds the
+            # The registry holds the server's write() and start_response, the server holds the
             # environ, the environ holds the registry: break the cycle.
             self._registry.server_write = None  # type: ignore[attr-defined]
+            self._registry.server_start_response = None  # type: ignore[attr-defined]

@@ -63,7 +63,7 @@ _NOTHING_DROPPED: Any = ()
 class _Exchange(Registry):
     """The registry plus what ``start_response`` and ``write()`` recorded."""
 
-    __slots__ = ("head", "headers", "server_write", "status")
+    __slots__ = ("head", "headers", "server_start_response", "server_write", "status")
 
     # The fields are set in DeferMiddleware.__call__, not by Registry.__init__:
     # its Python frame would be a tenth of the idle path's cost. object.__init__
@@ -75,15 +75,26 @@ class _Exchange(Registry):
     #: Data passed to ``write()`` and chunks pulled while priming, in order.
     head: list[bytes]
     server_write: Callable[[bytes], object] | None
+    #: The server's start_response, once the status and headers were handed to it.
+    server_start_response: StartResponse | None
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
     ) -> _Exchange:
         if exc_info is not None:
             try:
+                if self.phase >= HANDED_OVER:
+                    # The server has the status and headers, but may not have sent
+                    # them yet (no body byte went out): PEP 3333 leaves it to the
+                    # server to replace them, or to re-raise if they were sent.
+                    server_start_response = getattr(self, "server_start_response", None)
+                    if server_start_response is not None:
+                        self.server_write = server_start_response(status, headers, exc_info)
+                        return self
                 if self.phase:
-                    # PEP 3333: after write() or once the headers went out, an
-                    # error can no longer replace them: re-raise it.
+                    # PEP 3333: after write() (the headers count as sent), or while
+                    # callbacks run on the response, an error can no longer
+                    # replace the status and headers: re-raise it.
                     raise exc_info[1].with_traceback(exc_info[2])  # type: ignore[union-attr]
             finally:
                 exc_info = None  # break the traceback reference cycle
@@ -193,6 +204,7 @@ class DeferMiddleware:
             elif exchange.phase == HANDED_OVER:
                 environ[ENVIRON_KEY] = FINISHED  # see registry.finished_registry
         try:
+            exchange.server_start_response = start_response
             exchange.server_write = start_response(exchange.status, exchange.headers)
         except BaseException:
             _close_quietly(app_iter)
@@ -318,6 +330,7 @@ class DeferMiddleware:
                 exchange.phase = HOOKED
                 context = None if isinstance(final, AppBody) else copy_context()
                 outgoing = ClosingIterable(final, closers, exchange, context)
+            exchange.server_start_response = start_response
             exchange.server_write = start_response(status, headers)
             return outgoing
         except BaseException:

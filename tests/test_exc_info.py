@@ -1,5 +1,6 @@
-"""start_response(..., exc_info): before the headers went out the later status
-and headers win (callbacks see the error response); after, exc_info is re-raised."""
+"""start_response(..., exc_info): before the callbacks ran the later status and
+headers win (callbacks see the error response); after write() it is re-raised;
+after the hand-over the server decides, as it would without deferware."""
 
 from __future__ import annotations
 
@@ -107,3 +108,25 @@ def test_exc_info_after_write_is_re_raised(drive):
 
     assert caught.value is error
     assert ran == []
+
+
+@pytest.mark.parametrize("with_callback", [False, True], ids=["no-callback", "callback"])
+def test_exc_info_after_hand_over_but_before_any_body_byte_is_the_servers_to_decide(with_callback, drive):
+    # The app returned a generator that fails before its first chunk: the server
+    # has the status and headers but sent nothing yet, so (PEP 3333) it replaces
+    # them with the error response, as it would without deferware.
+    def app(environ, start_response):
+        if with_callback:
+            after_this_request(lambda response: response.headers.__setitem__("X-Seen", "yes"))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return generate(start_response)
+
+    def generate(start_response):
+        yield from _error_response(start_response)
+
+    sent = drive(DeferMiddleware(app))
+
+    assert sent.status == "500 Internal Server Error"
+    assert sent.headers == ERROR_HEADERS
+    assert sent.body == b"error page"
+    assert sent.start_response_calls == 2
