@@ -189,14 +189,14 @@ class DeferMiddleware:
                 _drop(exchange, ())
                 raise
             if callbacks or close_callbacks or exchange.phase or exchange.status is None:
-                return self._finish(exchange, app_iter, start_response)
+                return self._finish(exchange, app_iter, start_response, environ)
             # The idle path. Seal, then make sure no registration from another
             # thread slipped in between the check above and the seal.
             exchange.phase = HANDED_OVER
             callbacks.append(_SEAL)
             close_callbacks.append(_SEAL)
             if callbacks[0] is not _SEAL or close_callbacks[0] is not _SEAL:  # pragma: no cover
-                return self._finish(exchange, app_iter, start_response)
+                return self._finish(exchange, app_iter, start_response, environ)
         finally:
             current_registry.reset(token)
             if outer is not None:
@@ -212,7 +212,11 @@ class DeferMiddleware:
         return app_iter
 
     def _finish(
-        self, exchange: _Exchange, app_iter: Iterable[bytes], start_response: StartResponse
+        self,
+        exchange: _Exchange,
+        app_iter: Iterable[bytes],
+        start_response: StartResponse,
+        environ: WSGIEnvironment,
     ) -> Iterable[bytes]:
         """Everything but the idle path; runs with the request active in the context.
 
@@ -303,6 +307,15 @@ class DeferMiddleware:
                     final = response._app_iter  # type: ignore[attr-defined] # as read above
                 except AttributeError:  # pragma: no cover - a WebOb that changed shape
                     final = response.app_iter
+                if final is not body and environ.get("REQUEST_METHOD") == "HEAD":
+                    # HTTP forbids a body in the answer to HEAD, and servers send
+                    # what they are given: a body a callback set stays here (and
+                    # is closed with the rest, as is the application's).
+                    if dropped is _NOTHING_DROPPED:
+                        dropped = []
+                    dropped.append(final)
+                    final = []
+                    headers = _head_length(headers, exchange.headers)
             if log_errors:  # stop recording body reads: the server streams it
                 for item in (body, final):
                     if isinstance(item, AppBody):
@@ -405,6 +418,22 @@ def _replacement(func: Any, response: Response, result: object, dropped: list[It
     if result is not response:
         dropped.append(response.app_iter)
     return result
+
+
+def _head_length(headers: list[tuple[str, str]], originals: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The headers for a HEAD response whose body a callback changed.
+
+    A Content-Length WebOb computed then counts the (empty) HEAD body plus the
+    callback's change, and RFC 9110 allows only the length a GET would have,
+    unknown here: it goes out only as the application sent it, else not at all.
+    """
+
+    def lengths(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [item for item in items if item[0].lower() == "content-length"]
+
+    if lengths(headers) == lengths(originals):
+        return headers
+    return [item for item in headers if item[0].lower() != "content-length"]
 
 
 def _unique(*iterables: Iterable[bytes] | None) -> list[Iterable[bytes]]:

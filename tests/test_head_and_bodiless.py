@@ -1,5 +1,5 @@
 """HEAD requests and bodiless statuses pass through; a callback that changes the
-body leaves a Content-Length that matches what is sent."""
+body leaves a Content-Length that matches what is sent, and on HEAD sends none."""
 
 from __future__ import annotations
 
@@ -96,3 +96,52 @@ def test_content_length_matches_a_changed_body(change, expected, with_length, sh
 
     assert sent.body == expected
     assert sent.header("Content-Length") == [str(len(expected))]
+
+
+def _replace(response):
+    from webob import Response
+
+    return Response(b"a whole new response", content_type="text/plain")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(_set_body, id="body-setter"),
+        pytest.param(_set_text, id="text-setter"),
+        pytest.param(_append, id="write"),
+        pytest.param(_shorten, id="read-and-shorten"),
+        pytest.param(_replace, id="replacement"),
+    ],
+)
+@pytest.mark.parametrize("with_length", [True, False], ids=["app-sent-length", "no-length"])
+def test_head_gets_no_body_when_a_callback_changes_it(
+    change, with_length, shape, make_app, counted, wrap, drive, make_environ
+):
+    # A well-behaved app answers HEAD with the GET headers and no body. A callback
+    # changing that body must not put bytes on the wire (servers send what they
+    # get), and the Content-Length WebOb then computes (from the empty HEAD body)
+    # is not the GET length RFC 9110 requires: it goes out only as the app sent it.
+    headers = [("Content-Type", "text/plain; charset=UTF-8")]
+    if with_length:
+        headers.append(("Content-Length", "11"))
+    app = counted(make_app(shape, during=_register(change), headers=headers, body=[]))
+
+    sent = drive(wrap(app), make_environ(method="HEAD"))
+
+    assert sent.status == "200 OK"
+    assert sent.body == b""
+    assert sent.header("Content-Length") in ([], ["11"] if with_length else [])
+    assert sent.header("Content-Type")  # the other headers go out
+    assert app.body.close_calls == 1
+
+
+def test_head_keeps_the_apps_length_when_a_callback_only_reads_the_body(make_app, wrap, drive, make_environ):
+    headers = [("Content-Type", "text/plain"), ("Content-Length", "11")]
+
+    sent = drive(wrap(make_app("eager_generator", during=_register(_read), headers=headers, body=[])),
+                 make_environ(method="HEAD"))  # fmt: skip
+
+    assert sent.body == b""
+    assert sent.header("Content-Length") == ["11"]
+    assert sent.header("X-Body-Length") == ["0"]
