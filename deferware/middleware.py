@@ -118,6 +118,14 @@ class _Exchange(Registry):
             return server_write(data)
         if self.status is None:
             raise AssertionError("write() was called before start_response() (PEP 3333).")
+        if self.phase == FINISHING:
+            # The application's iterable, pulled by a callback reading the body,
+            # called write(): that data has no place in the body being read.
+            raise RuntimeError(
+                "write() was called while an after_this_request callback was reading the "
+                "response body, so its data cannot be put in order. Yield the data from "
+                "the application's iterable instead of passing it to write()."
+            )
         self.phase = WRITTEN
         self.buffer().append(data)
         return None
@@ -173,6 +181,8 @@ class DeferMiddleware:
         # A DeferMiddleware nested in another one (a sub-request, or the same
         # app wrapped twice) gets its own registry; the outer one is put back.
         outer = environ.get(ENVIRON_KEY)
+        if outer is not None and getattr(outer, "phase", OPEN) > FINISHING:
+            outer = None  # a finished request's (an environ used again), not an enclosing one
         exchange = _Exchange()  # fields set here, see _Exchange
         callbacks: list[Any] = []
         close_callbacks: list[Any] = []

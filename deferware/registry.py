@@ -188,9 +188,11 @@ def lookup(environ: WSGIEnvironment | None, api: str) -> Registry:
         if registry is None:
             raise NoActiveRequest(
                 f"{api}() was called outside a request handled by DeferMiddleware. "
-                "Wrap the WSGI application in deferware.DeferMiddleware(app), or, from "
-                "code that runs outside the request's context (another thread, a task "
-                f"queue), pass the request's environ: {api}(func, environ=request.environ)."
+                "No request is active in this context: wrap the WSGI application in "
+                "deferware.DeferMiddleware(app), or, from code that runs outside the "
+                "request's context (another thread, a task queue, a close callback, a "
+                "response body the server iterates after the hand-over), pass the "
+                f"request's environ: {api}(func, environ=request.environ)."
             )
         return registry
     try:

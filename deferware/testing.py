@@ -93,6 +93,7 @@ class Deferred:
         finally:
             current_registry.reset(token)
             self.registry.phase = HANDED_OVER
+            Registry.seal(callbacks)  # also when a callback raised: later ones are refused
         response.headerlist = list(response.headerlist)
         return response
 

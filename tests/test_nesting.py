@@ -3,6 +3,7 @@ outer layer's environ entry is put back when the inner one returns."""
 
 from __future__ import annotations
 
+import pytest
 from webtest import TestApp
 
 from deferware import ENVIRON_KEY, DeferMiddleware, after_this_request, call_on_close
@@ -46,3 +47,37 @@ def test_same_app_wrapped_twice(make_app, wrap):
 
     assert result.headers.getall("X-Count") == ["1"]
     assert result.body == b"hello world"
+
+
+@pytest.mark.parametrize("first_registers", [False, True], ids=["first-idle", "first-hooked"])
+def test_an_environ_used_again_is_not_taken_for_an_enclosing_request(first_registers, drive, make_environ):
+    # webob's req.get_response(app) twice, or a test client reusing an environ:
+    # the first request's registry is finished, not an outer middleware's. The
+    # second request's registrations through environ= reach its own registry.
+    ran = []
+    requests = []
+
+    def app(environ, start_response):
+        requests.append(environ)
+        if first_registers or len(requests) == 2:
+            call_on_close(lambda: ran.append("own"))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return body(environ)
+
+    def body(environ):
+        yield b"x"
+        call_on_close(lambda: ran.append("from the body, environ="), environ=environ)
+        yield b"y"
+
+    middleware = DeferMiddleware(app)
+    environ = make_environ()
+    first = middleware(environ, lambda status, headers, exc_info=None: None)
+    if first_registers:
+        assert b"".join(first) == b"xy"
+    first.close()
+    ran[:] = ["first done"]
+
+    sent = drive(middleware, environ)
+
+    assert sent.body == b"xy"
+    assert ran == ["first done", "own", "from the body, environ="]

@@ -100,3 +100,20 @@ def test_no_request_is_active_after_the_block():
 
     with pytest.raises(NoActiveRequest):
         after_this_request(lambda response: None)
+
+
+def test_registration_after_a_failed_apply_is_refused():
+    # apply() ran the callbacks (one raised): a later one could never run.
+    environ = {}
+
+    def fails(response):
+        return 1 / 0
+
+    with deferred(environ) as d:
+        after_this_request(fails)
+    with pytest.raises(ZeroDivisionError):
+        d.apply()
+
+    with pytest.raises(ResponseAlreadyStarted):
+        after_this_request(lambda response: None, environ=environ)
+    assert d.callbacks == [fails]

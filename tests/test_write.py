@@ -78,3 +78,21 @@ def test_write_from_a_lazy_generator_before_its_first_chunk_is_kept(drive):
     sent = drive(DeferMiddleware(app))
 
     assert sent.chunks == [b"w1", b"i1", b"i2"]
+
+
+def test_write_while_a_callback_reads_the_body_is_an_error_not_lost_data(drive):
+    # The body generator calls write() while a callback pulls it: that data has
+    # no place in the body being read, so it is refused loudly, never dropped.
+    def app(environ, start_response):
+        after_this_request(lambda response: response.body)
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body():
+            yield b"a"
+            write(b"b")
+            yield b"c"
+
+        return body()
+
+    with pytest.raises(RuntimeError, match=r"write\(\) was called while an after_this_request callback"):
+        drive(DeferMiddleware(app))
