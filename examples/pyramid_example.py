@@ -1,7 +1,8 @@
 """Pyramid: remember the visitor's language in a cookie, set from a NewRequest subscriber.
 
 ``main`` is the usual Pyramid application factory; ``pyramid_example.ini`` puts
-deferware in front of it in a ``[pipeline:main]``, so ``pserve`` serves both.
+deferware in front of it in a ``[pipeline:main]``, so ``pserve`` serves both
+(from this directory: ``PYTHONPATH=. pserve pyramid_example.ini``).
 Pyramid's own ``request.add_response_callback`` callbacks run inside the router,
 so they run before deferware's.
 """
