@@ -248,7 +248,7 @@ class DeferMiddleware:
                 # WebOb's response.write() appends to a list body in place: the
                 # response gets a copy, not the application's list (which may be
                 # a constant it serves to every request).
-                body = final = app_iter[:]
+                body = final = app_iter.copy()
             elif hasattr(app_iter, "close"):
                 body = final = self._body(exchange, app_iter)
             elif isinstance(app_iter, list):  # a list subclass without close(): as a list
