@@ -242,17 +242,18 @@ class DeferMiddleware:
         log_errors = self._log_errors
         response: Response | None = None
         try:
-            if exchange.status is None or exchange.phase or log_errors:
+            if (
+                exchange.status is None
+                or exchange.phase
+                or log_errors
+                or (type(app_iter) is not list and hasattr(app_iter, "close"))
+            ):
                 body = final = self._body(exchange, app_iter)
-            elif type(app_iter) is list:
+            elif isinstance(app_iter, list):
                 # WebOb's response.write() appends to a list body in place: the
-                # response gets a copy, not the application's list (which may be
-                # a constant it serves to every request).
-                body = final = app_iter.copy()
-            elif hasattr(app_iter, "close"):
-                body = final = self._body(exchange, app_iter)
-            elif isinstance(app_iter, list):  # a list subclass without close(): as a list
-                body = final = list(app_iter)
+                # response gets a (plain) copy, not the application's list, which
+                # may be a constant it serves to every request.
+                body = final = list.copy(app_iter)
             status = exchange.status
             headers = exchange.headers
             assert status is not None

@@ -104,7 +104,7 @@ class Deferred:
 
 def _pending(items: list[Any]) -> list[Any]:
     end = items.index(_SEAL) if _SEAL in items else len(items)
-    return [item for item in items[:end] if item is not None]
+    return items[:end]
 
 
 @contextmanager

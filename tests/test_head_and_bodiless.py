@@ -131,7 +131,7 @@ def test_head_gets_no_body_when_a_callback_changes_it(
 
     assert sent.status == "200 OK"
     assert sent.body == b""
-    assert sent.header("Content-Length") in ([], ["11"] if with_length else [])
+    assert sent.header("Content-Length") == []  # each change makes WebOb's length differ from the app's
     assert sent.header("Content-Type")  # the other headers go out
     assert app.body.close_calls == 1
 
