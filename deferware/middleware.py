@@ -21,7 +21,6 @@ The path through :meth:`DeferMiddleware.__call__`:
 from __future__ import annotations
 
 import logging
-from contextvars import copy_context
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, cast
 
 from webob import Response
@@ -352,8 +351,7 @@ class DeferMiddleware:
                     if (close := getattr(item, "close", None))
                 ]
                 exchange.phase = HOOKED
-                context = None if isinstance(final, AppBody) else copy_context()
-                outgoing = ClosingIterable(final, closers, exchange, context)
+                outgoing = ClosingIterable(final, closers, exchange, not isinstance(final, AppBody))
             exchange.server_start_response = start_response
             exchange.server_write = start_response(status, headers)
             return outgoing
@@ -374,7 +372,7 @@ class DeferMiddleware:
         if exchange.status is None:
             iterator = self._prime(exchange, app_iter)
         head = exchange.head if exchange.phase == WRITTEN or iterator is not None else None
-        body = AppBody(app_iter, head, iterator, copy_context())
+        body = AppBody(app_iter, head, iterator, exchange)
         if self._log_errors:
             body.consumed = []  # so that a failed callback's body read can be undone
         return body
