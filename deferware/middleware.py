@@ -260,6 +260,8 @@ class DeferMiddleware:
             callbacks = exchange.callbacks
             exchange.phase = FINISHING
             checked: Any = None  # the response's CheckedHeaders, once it is built
+            # 'log' policy: the bodies that record what callbacks read (see _apply_logged).
+            recorders = [cast(AppBody, body)] if log_errors else _NOTHING_DROPPED
             known_status = status
             ran = 0
             if not callbacks:
@@ -280,7 +282,7 @@ class DeferMiddleware:
                 if log_errors:
                     if dropped is _NOTHING_DROPPED:
                         dropped = []
-                    response = self._apply_logged(func, response, headers, dropped, cast(AppBody, body))
+                    response = self._apply_logged(func, response, headers, dropped, recorders)
                     checked = response.headerlist
                     known_status = response.status
                 else:
@@ -317,19 +319,22 @@ class DeferMiddleware:
                     final = response._app_iter  # type: ignore[attr-defined] # as read above
                 except AttributeError:  # pragma: no cover - a WebOb that changed shape
                     final = response.app_iter
-                if final is not body and environ.get("REQUEST_METHOD") == "HEAD":
+                if (
+                    (final is not body or type(body) is list)
+                    and environ.get("REQUEST_METHOD") == "HEAD"
+                    and (final is not body or body != app_iter)  # our list copy, written to in place
+                ):
                     # HTTP forbids a body in the answer to HEAD, and servers send
-                    # what they are given: a body a callback set stays here (and
-                    # is closed with the rest, as is the application's).
+                    # what they are given: a body a callback set or wrote to stays
+                    # here (and is closed with the rest, as is the application's).
                     if dropped is _NOTHING_DROPPED:
                         dropped = []
                     dropped.append(final)
                     final = []
                     headers = _head_length(headers, exchange.headers)
             if log_errors:  # stop recording body reads: the server streams it
-                for item in (body, final):
-                    if isinstance(item, AppBody):
-                        item.consumed = None
+                for recorder in recorders:
+                    recorder.consumed = None
 
             close_callbacks = exchange.close_callbacks
             outgoing: Iterable[bytes] | None = None
@@ -394,29 +399,46 @@ class DeferMiddleware:
         response: Response,
         originals: list[tuple[str, str]],
         dropped: list[Iterable[bytes]],
-        body: AppBody,
+        recorders: list[AppBody],
     ) -> Response:
         """Run one callback under ``on_callback_error='log'``: on error, log and roll back.
 
-        Not when the application's own iterable raised while the callback read
-        it: that is the application failing, and no rollback gives its body back.
-        The error propagates, as it does without deferware.
+        *recorders* are the bodies that keep what callbacks read, so that a failed
+        callback's reads can be undone: first the application's, then any added
+        here. Not when the application's own iterable raised while the callback
+        read it: that is the application failing, and no rollback gives its body
+        back. The error propagates, as it does without deferware.
         """
-        saved = (response, response.status, list(response.headerlist), response.app_iter)
+        app_iter = response.app_iter
+        if not isinstance(app_iter, (AppBody, list, tuple)):
+            # A body an earlier callback set (a wrapper, a replacement's
+            # iterator): it records what this callback reads, like the
+            # application's. Set behind WebOb's app_iter setter, which would
+            # drop a Content-Length (see responses.py on _app_iter).
+            app_iter = AppBody(app_iter, None, None, None)
+            app_iter.consumed = []
+            recorders.append(app_iter)
+            response._app_iter = app_iter  # type: ignore[attr-defined]
+        # A list can be written to in place (WebOb's write() appends): keep its items.
+        items = list(app_iter) if type(app_iter) is list else None
+        saved = (response, response.status, list(response.headerlist), app_iter, items)
         try:
             result = func(response)
             if result is not None:
                 response = _replacement(func, response, result, dropped)
             check_response(response, func, {id(saved[1]): saved[1]}, originals)
         except Exception:
-            if body.failed:
+            if recorders[0].failed:
                 raise
             logger.exception(
                 "after_this_request callback %s raised; the response goes on as it was "
                 "before this callback (on_callback_error='log').",
                 describe(func),
             )
-            return _roll_back(saved, response, dropped)
+            response = _roll_back(saved, response, dropped)
+            rewound = response.app_iter
+            if isinstance(rewound, AppBody) and rewound.consumed is not None and rewound not in recorders:
+                recorders.append(rewound)
         return response
 
 
@@ -492,17 +514,22 @@ def _bad_return(func: Any, result: object) -> TypeError:
 
 
 def _roll_back(
-    saved: tuple[Response, str, list[tuple[str, str]], Any], current: Response, dropped: list[Iterable[bytes]]
+    saved: tuple[Response, str, list[tuple[str, str]], Any, list[bytes] | None],
+    current: Response,
+    dropped: list[Iterable[bytes]],
 ) -> Response:
     """Undo a failed callback's changes (``on_callback_error='log'``)."""
-    response, status, headerlist, app_iter = saved
+    response, status, headerlist, app_iter, items = saved
     if current is not response:
         dropped.append(current.app_iter)
-    if response.app_iter is not app_iter or (isinstance(app_iter, AppBody) and app_iter.started):
+    started = isinstance(app_iter, AppBody) and app_iter.started
+    if response.app_iter is not app_iter or started or (items is not None and app_iter != items):
         dropped.append(response.app_iter)
-        if isinstance(app_iter, AppBody) and app_iter.started:
-            # The callback read the application's body: what it read was kept.
+        if started:
+            # The callback read the body: what it read was kept.
             app_iter = app_iter.rewound()
+        elif items is not None:
+            app_iter = items  # the list as it was, not as the callback left it
         response.app_iter = app_iter
     checked = CheckedHeaders(headerlist)
     checked.changed = True  # a copy: not the application's list

@@ -226,6 +226,72 @@ def test_logged_error_after_a_partial_body_read_sends_the_whole_body(shape, make
     assert "after reading one chunk" in caplog.text
 
 
+class Transform:
+    """A body wrapper a callback sets (a compressor, say): iterates what it wraps."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __iter__(self):
+        return iter(self.inner)
+
+    def close(self):
+        getattr(self.inner, "close", lambda: None)()
+
+
+def _keep(response):
+    pass
+
+
+def _replace_with_r(response):
+    return Response(app_iter=[b"R"], content_type="text/plain")
+
+
+def _write_then_fail(response):
+    response.write(b"X")
+    raise Boom("after writing")
+
+
+def _wrap_body(response):
+    response.app_iter = Transform(response.app_iter)
+
+
+def _peek_then_fail(response):
+    next(iter(response.app_iter))
+    raise Boom("after reading one chunk")
+
+
+def _generator_replacement(response):
+    return Response(app_iter=(chunk for chunk in [b"gen", b"erated"]), content_type="text/plain")
+
+
+@pytest.mark.parametrize(
+    ("first", "failing", "expected"),
+    [
+        pytest.param(_replace_with_r, _write_then_fail, b"R", id="write-to-a-replacement-list"),
+        pytest.param(_keep, _write_then_fail, b"hello world", id="write-to-the-apps-body"),
+        pytest.param(_wrap_body, _peek_then_fail, b"hello world", id="read-through-a-wrapper"),
+        pytest.param(
+            _generator_replacement, _peek_then_fail, b"generated", id="read-a-replacement-generator"
+        ),
+    ],
+)
+def test_logged_error_undoes_body_changes_made_through_an_earlier_callbacks_body(
+    first, failing, expected, shape, make_app, wrap, drive, caplog
+):
+    def register(environ):
+        after_this_request(first)
+        after_this_request(failing)
+
+    with caplog.at_level(logging.ERROR, logger="deferware"):
+        sent = drive(wrap(make_app(shape, during=register), on_callback_error="log"))
+
+    assert sent.body == expected
+    length = sent.header("Content-Length")
+    assert length in ([], [str(len(expected))])
+    assert "Boom" in caplog.text
+
+
 class FailingBody:
     """An application body that fails when iterated (a database gone away)."""
 

@@ -3,10 +3,12 @@ body leaves a Content-Length that matches what is sent, and on HEAD sends none."
 
 from __future__ import annotations
 
+from wsgiref.validate import validator
+
 import pytest
 from webtest import TestApp
 
-from deferware import after_this_request
+from deferware import DeferMiddleware, after_this_request
 
 
 def _header(response):
@@ -145,3 +147,27 @@ def test_head_keeps_the_apps_length_when_a_callback_only_reads_the_body(make_app
     assert sent.body == b""
     assert sent.header("Content-Length") == ["11"]
     assert sent.header("X-Body-Length") == ["0"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(_set_body, id="body-setter"),
+        pytest.param(_append, id="write"),
+        pytest.param(_shorten, id="read-and-shorten"),
+        pytest.param(_replace, id="replacement"),
+    ],
+)
+@pytest.mark.parametrize("policy", ["raise", "log"])
+def test_head_gets_no_body_when_a_callback_changes_the_apps_own_body(change, policy, shape, make_app, drive,
+                                                                     make_environ):  # fmt: skip
+    # As above, with the application's own body (not wrapped by a validator): a
+    # plain list is given to the response as a copy, which WebOb's write()
+    # appends to in place.
+    headers = [("Content-Type", "text/plain; charset=UTF-8"), ("Content-Length", "11")]
+    app = make_app(shape, during=_register(change), headers=headers, body=[])
+
+    sent = drive(validator(DeferMiddleware(app, on_callback_error=policy)), make_environ(method="HEAD"))
+
+    assert sent.body == b""
+    assert sent.header("Content-Length") == []

@@ -172,10 +172,17 @@ def test_head_response_is_not_rewritten_by_webob(make_app, wrap, drive, make_env
     assert sent.chunks == [b"hello", b" ", b"world"]
 
 
-def test_a_body_streamed_through_a_callbacks_wrapper_is_not_kept_under_the_log_policy():
+def _peek_then_fail(response):
+    next(iter(response.app_iter))
+    raise RuntimeError("rolled back")
+
+
+@pytest.mark.parametrize("before", [None, _peek_then_fail], ids=["wrapper-only", "after-a-rollback"])
+def test_a_body_streamed_through_a_callbacks_wrapper_is_not_kept_under_the_log_policy(before):
     # Under on_callback_error="log" the chunks a callback reads are kept while
     # callbacks run, so that a failed one can be undone; once they ran, the body
-    # streams and nothing is kept (16 MiB streamed here, in distinct chunks).
+    # streams and nothing is kept (16 MiB streamed here, in distinct chunks),
+    # also when it streams from a body rewound after a failed callback's read.
     import tracemalloc
 
     chunk_size, count = 16 * 1024, 1024
@@ -184,6 +191,8 @@ def test_a_body_streamed_through_a_callbacks_wrapper_is_not_kept_under_the_log_p
         def wrap_body(response):
             response.app_iter = (chunk for chunk in response.app_iter)
 
+        if before is not None:
+            after_this_request(before)
         after_this_request(wrap_body)
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return (bytes(chunk_size) for _ in range(count))
