@@ -311,6 +311,12 @@ class DeferMiddleware:
                 if ran == len(callbacks):
                     callbacks.append(_SEAL)
             if response is not None:
+                if dropped and type(response).__call__ is not Response.__call__:
+                    # A replacement that finishes itself when called (webob.exc and
+                    # Pyramid HTTP exceptions build their body in __call__).
+                    response = _as_sent(response, environ, dropped, checked.owner)
+                    checked = response.headerlist
+                    known_status = response.status
                 # known_status and checked are the response's, as of the last callback.
                 status = known_status
                 if checked.changed:  # else the application's own list goes out, as it came
@@ -449,6 +455,40 @@ def _replacement(func: Any, response: Response, result: object, dropped: list[It
     if result is not response:
         dropped.append(response.app_iter)
     return result
+
+
+def _as_sent(
+    response: Response, environ: WSGIEnvironment, dropped: list[Iterable[bytes]], func: Any
+) -> Response:
+    """*response*, whose class overrides ``__call__``, as it sends itself.
+
+    deferware hands status, headers and body to the server directly, not
+    through ``Response.__call__``; a subclass that does work there (an HTTP
+    exception generating its error page) is run as the WSGI application it is,
+    and what it sends is checked like any replacement.
+    """
+    sent: list[Any] = []
+
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+    ) -> Any:
+        sent[:] = (status, headers)
+        return _no_write
+
+    body = response(environ, start_response)
+    if not sent:  # it did not answer when called: it goes out as it is
+        _close_quietly(body)
+        return response
+    dropped.append(response.app_iter)
+    result = build_response(sent[0], list(sent[1]), body)
+    check_response(result, func, {}, ())
+    return result
+
+
+def _no_write(data: bytes) -> None:
+    raise RuntimeError(
+        "A response returned by an after_this_request callback called write(); yield its body instead."
+    )
 
 
 def _head_length(headers: list[tuple[str, str]], originals: list[tuple[str, str]]) -> list[tuple[str, str]]:

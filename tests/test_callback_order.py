@@ -126,3 +126,54 @@ def test_callback_sees_the_status_and_headers_the_app_gave(make_app, wrap):
     TestApp(wrap(make_app("list", during=register, status="203 Whatever", headers=headers))).get("/")
 
     assert seen == [("203 Whatever", headers)]
+
+
+def _webob_forbidden():
+    import webob.exc
+
+    return webob.exc.HTTPForbidden()
+
+
+def _webob_found():
+    import webob.exc
+
+    return webob.exc.HTTPFound(location="/login")
+
+
+def _pyramid_forbidden():
+    httpexceptions = pytest.importorskip("pyramid.httpexceptions")
+    return httpexceptions.HTTPForbidden()
+
+
+def _pyramid_found():
+    httpexceptions = pytest.importorskip("pyramid.httpexceptions")
+    return httpexceptions.HTTPFound(location="/login")
+
+
+@pytest.mark.parametrize(
+    "make_replacement", [_webob_forbidden, _webob_found, _pyramid_forbidden, _pyramid_found]
+)
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("policy", ["raise", "log"])
+def test_an_http_exception_replacement_goes_out_as_it_sends_itself(
+    make_replacement, method, policy, make_app, wrap, drive, make_environ
+):
+    # webob.exc and Pyramid HTTP exceptions build their error page (and absolute
+    # Location) in __call__: the replacement sends what it sends served alone.
+    def register(environ):
+        after_this_request(lambda response: make_replacement())
+        after_this_request(lambda response: response.headers.add("X-Later", "1"))
+
+    environ = make_environ(method=method, HTTP_ACCEPT="text/html")
+    alone = drive(wrap(make_replacement()), dict(environ))
+
+    sent = drive(wrap(make_app("eager_generator", during=register), on_callback_error=policy), environ)
+
+    assert sent.status == alone.status
+    assert sent.body == alone.body
+    assert (sent.body != b"") is (method == "GET")
+    assert sent.header("X-Later") == ["1"]
+    assert sent.header("Location") == alone.header("Location")
+    assert sent.header("Content-Type") == alone.header("Content-Type")
+    if method == "GET":
+        assert sent.header("Content-Length") == [str(len(sent.body))]
