@@ -55,11 +55,17 @@ def check_callback(func: object, api: str) -> None:
             raise _async_error(func, api)
         return
     if not callable(func):
-        hint = (
-            f" Pass the function itself, not the result of calling it: {api}(flush), not {api}(flush())."
-            if func is None
-            else f" Pass a function, e.g. @{api} on a def."
-        )
+        if func is None:
+            hint = (
+                f" Pass the function itself, not the result of calling it: {api}(flush), not {api}(flush())."
+            )
+        elif isinstance(func, dict):  # an environ passed positionally: not worth printing whole
+            raise TypeError(
+                f"{api}() needs a callable, got a dict. To name the request's environ, pass it "
+                f"as a keyword: @{api}(environ=environ), or {api}(func, environ=environ)."
+            )
+        else:
+            hint = f" Pass a function, e.g. @{api} on a def."
         raise TypeError(f"{api}() needs a callable, got {func!r} of type {type(func).__name__}.{hint}")
     call = getattr(func, "__call__", None)  # noqa: B004 - an object whose __call__ is async
     for candidate in (func, call):

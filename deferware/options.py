@@ -70,9 +70,10 @@ def from_ini(local_conf: Mapping[str, str], global_conf: Mapping[str, str]) -> d
     """Parse a PasteDeploy filter section's options strictly.
 
     An unknown key is an error naming the known ones (PasteDeploy would only say
-    ``TypeError: unexpected keyword``). A deferware option in ``[DEFAULT]`` is an
-    error too: PasteDeploy silently drops a section's own setting of a key that
-    is also in ``[DEFAULT]``, so the value actually meant cannot be known.
+    ``TypeError: unexpected keyword``). A deferware option in the global
+    configuration (``[DEFAULT]``, a ``set`` line, a pserve variable) is an error
+    too: PasteDeploy silently drops a section's own setting of a key that is
+    also there, so the value actually meant cannot be known.
     """
     unknown = sorted(set(local_conf) - set(OPTIONS))
     if unknown:
@@ -83,11 +84,14 @@ def from_ini(local_conf: Mapping[str, str], global_conf: Mapping[str, str]) -> d
         )
     in_defaults = sorted(name for name in OPTIONS if name in global_conf)
     if in_defaults:
+        example = in_defaults[0]
         raise ValueError(
-            f"deferware option(s) {', '.join(map(repr, in_defaults))} found in [DEFAULT]. "
-            "PasteDeploy drops a filter section's own value for a key that is also in "
-            "[DEFAULT], so the value meant cannot be known: set deferware options only "
-            "in the ini section with 'use = egg:deferware'."
+            f"deferware option(s) {', '.join(map(repr, in_defaults))} found in the global "
+            "configuration ([DEFAULT], a 'set' line, or a variable of that name such as "
+            f"pserve's '{example}=...' argument). PasteDeploy drops a filter section's own "
+            "value for a key that is also there, so the value meant cannot be known. Set it "
+            "in the ini section with 'use = egg:deferware', or take it from a variable of "
+            f"another name: '{example} = %(callback_errors)s'."
         )
     return {
         name: option.parse(local_conf[name]) if name in local_conf else option.default

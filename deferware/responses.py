@@ -100,20 +100,31 @@ def describe(func: Any) -> str:
     return repr(func)
 
 
-def _header_problem(item: Any) -> str | None:
+_ENCODE = "remove the character or encode the value (e.g. percent-encode it)"
+
+
+def _header_problem(item: Any) -> tuple[str, str] | None:
+    """What is wrong with *item* as a response header, and the fix; None if nothing."""
     if type(item) is not tuple or len(item) != 2:
-        return f"header {item!r} is not a (name, value) tuple"
+        return f"header {item!r} is not a (name, value) tuple", "add a (name, value) tuple of str"
     name, value = item
     if type(name) is not str or _TOKEN.fullmatch(name) is None:
-        return f"header name {name!r} is not an HTTP token (letters, digits, !#$%&'*+-.^_`|~)"
+        return (
+            f"header name {name!r} is not an HTTP token (letters, digits, !#$%&'*+-.^_`|~)",
+            "use a name made of those characters only",
+        )
     if type(value) is not str:
-        return f"header {name!r} has a {type(value).__name__} value {value!r}; values must be str"
+        return (
+            f"header {name!r} has a {type(value).__name__} value {value!r}; values must be str",
+            f"convert the value to str (e.g. str({value!r}))",
+        )
     bad = _BAD_VALUE.search(value)
     if bad is not None:
         return (
             f"header {name!r} has the value {value!r}, whose character {bad.group()!r} "
             "is not allowed (CR, LF, NUL and other control characters split the "
-            "response; characters beyond latin-1 cannot be sent)"
+            "response; characters beyond latin-1 cannot be sent)",
+            _ENCODE,
         )
     return None
 
@@ -134,12 +145,12 @@ def _refuse(owner: Any, item: Any) -> None:
                 if len(_KNOWN_NAMES) < _KNOWN_NAMES_MAX:
                     _KNOWN_NAMES.add(name)
                 return
-    problem = _header_problem(item)
-    if problem is not None:
+    found = _header_problem(item)
+    if found is not None:
+        problem, fix = found
         raise InvalidHeader(
             f"after_this_request callback {describe(owner)} set an unsafe response "
-            f"header: {problem}. Nothing was sent; remove the character or encode "
-            "the value (e.g. percent-encode it)."
+            f"header: {problem}. Nothing was sent; {fix}."
         )
 
 

@@ -144,6 +144,35 @@ def test_unhashable_entry_in_a_slice_rewrite_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "conversion"),
+    [
+        pytest.param(5, "str(5)", id="int"),
+        pytest.param(None, "str(None)", id="None"),
+        pytest.param(b"bytes", "str(b'bytes')", id="bytes"),
+    ],
+)
+def test_a_non_str_header_value_is_refused_with_the_conversion_to_make(value: Any, conversion: str) -> None:
+    def set_number(response: Response) -> None:
+        response.headerlist.append(("X-Count", value))
+
+    refused(
+        set_number,
+        rf"header 'X-Count' has a {type(value).__name__} value {re.escape(repr(value))}; values must be "
+        rf"str\. Nothing was sent; convert the value to str \(e\.g\. {re.escape(conversion)}\)\.$",
+    )
+
+
+def test_an_unsafe_character_is_refused_with_how_to_encode_it() -> None:
+    def set_crlf(response: Response) -> None:
+        response.headers["X-Bad"] = "a\r\nb"
+
+    refused(
+        set_crlf,
+        r"Nothing was sent; remove the character or encode the value \(e\.g\. percent-encode it\)\.$",
+    )
+
+
+@pytest.mark.parametrize(
     "name",
     [
         pytest.param("X-Bad\r\nInjected", id="CRLF"),
@@ -252,6 +281,16 @@ def test_none_is_refused_not_taken_as_the_decorator_form(api: Callable[..., Any]
         run_request(lambda environ: api(None))
     with pytest.raises(TypeError, match=r"needs a callable, got None"):
         run_request(lambda environ: api(None, environ=environ))
+
+
+@pytest.mark.parametrize("api", [after_this_request, call_on_close])
+def test_an_environ_passed_positionally_is_refused_with_the_keyword_form(api: Callable[..., Any]) -> None:
+    name = api.__name__
+    with pytest.raises(
+        TypeError, match=rf"got a dict\. .*as a keyword: @{name}\(environ=environ\)"
+    ) as caught:
+        run_request(lambda environ: api(environ))
+    assert "wsgi." not in str(caught.value)  # the environ itself is not printed
 
 
 @pytest.mark.parametrize("api", [after_this_request, call_on_close])
@@ -404,7 +443,10 @@ def test_unknown_ini_option_is_refused() -> None:
 
 
 def test_ini_option_in_default_section_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"deferware option\(s\) 'on_callback_error' found in \[DEFAULT\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"deferware option\(s\) 'on_callback_error' found in the global configuration \(\[DEFAULT\]",
+    ):
         filter_factory({"on_callback_error": "log"}, on_callback_error="raise")
 
 

@@ -15,8 +15,8 @@ from deferware import DeferMiddleware
 CONFIGS = Path(__file__).parent / "configs"
 
 
-def _load(name):
-    return loadapp(f"config:{name}", relative_to=str(CONFIGS))
+def _load(name, **variables):
+    return loadapp(f"config:{name}", relative_to=str(CONFIGS), global_conf=variables)
 
 
 def test_pipeline_main_wraps_the_app_with_the_options_given(caplog):
@@ -54,9 +54,15 @@ def test_filter_loads_on_its_own_by_egg_name():
         ),
         pytest.param(
             "option_in_default.ini",
-            r"deferware option\(s\) 'on_callback_error' found in \[DEFAULT\]\..*"
-            r"set deferware options only in the ini section with 'use = egg:deferware'",
+            r"deferware option\(s\) 'on_callback_error' found in the global configuration "
+            r"\(\[DEFAULT\], a 'set' line, or a variable of that name.*Set it in the ini section "
+            r"with 'use = egg:deferware'.*%\(callback_errors\)s",
             id="option-in-default",
+        ),
+        pytest.param(
+            "option_set_line.ini",
+            r"deferware option\(s\) 'on_callback_error' found in the global configuration",
+            id="option-in-a-set-line",
         ),
         pytest.param(
             "bad_value.ini",
@@ -68,3 +74,12 @@ def test_filter_loads_on_its_own_by_egg_name():
 def test_bad_configuration_fails_at_load_time(config, match):
     with pytest.raises(ValueError, match=match):
         _load(config)
+
+
+def test_an_option_from_a_variable_of_another_name_is_taken():
+    assert _load("option_from_variable.ini", callback_errors="log").options == {"on_callback_error": "log"}
+
+
+def test_a_variable_named_like_the_option_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match=r"a variable of that name.*%\(callback_errors\)s"):
+        _load("option_from_variable.ini", callback_errors="log", on_callback_error="log")
