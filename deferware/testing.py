@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from webob import Response
 
 from .iterators import run_close_callbacks
-from .registry import _SEAL, ENVIRON_KEY, FINISHING, HANDED_OVER, OPEN, Registry, current_registry
+from .registry import _SEAL, CLOSED, ENVIRON_KEY, FINISHING, HANDED_OVER, OPEN, Registry, current_registry
 from .responses import CheckedHeaders, check_response
 
 if TYPE_CHECKING:
@@ -66,6 +66,8 @@ class Deferred:
         if response is None:
             response = Response()
         if self.registry.phase != OPEN:
+            if self.registry.phase == CLOSED:
+                raise RuntimeError("Deferred.close() was already called: call apply() before close().")
             raise RuntimeError("Deferred.apply() was already called; callbacks run once.")
         callbacks = self.registry.callbacks
         originals = list(response.headerlist)

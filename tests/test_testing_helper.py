@@ -75,6 +75,15 @@ def test_callbacks_run_once():
         after_this_request(lambda response: None, environ=collected.environ)
 
 
+def test_apply_after_close_says_so():
+    with deferred() as collected:
+        after_this_request(lambda response: None)
+    collected.close()
+
+    with pytest.raises(RuntimeError, match=r"close\(\) was already called: call apply\(\) before close\(\)"):
+        collected.apply()
+
+
 def test_close_runs_close_callbacks_once_logging_errors(caplog):
     log = []
 
