@@ -65,7 +65,9 @@ def test_sdist_carries_what_its_tests_need(tmp_path):
     )  # fmt: skip
     assert built.returncode == 0, built.stderr
     with tarfile.open(tmp_path / "dist" / built.stdout.split()[-1]) as sdist:
-        sdist.extractall(tmp_path / "unpacked", filter="data")
+        # extractall(filter=) exists from Python 3.10.12 and 3.11.4 (Debian 12's 3.11.2 lacks it).
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        sdist.extractall(tmp_path / "unpacked", **safe)
     [unpacked] = (tmp_path / "unpacked").iterdir()
 
     wanted = {path.relative_to(tree).as_posix() for path in (tree / "tests").rglob("*") if path.is_file()}
