@@ -55,8 +55,9 @@ logger = logging.getLogger("deferware")
 #: The values of ``on_callback_error`` (checked at run time too, by the option table).
 OnCallbackError = Literal["raise", "log"]
 
-#: ``dropped`` in ``DeferMiddleware._finish`` until something is dropped.
-_NOTHING_DROPPED: Any = ()
+#: Stands in for a list of ``DeferMiddleware._finish`` until one is needed (most
+#: requests need none, and a list made per request is measurable there).
+_NO_LIST: Any = ()
 
 
 class _Exchange(Registry):
@@ -235,9 +236,8 @@ class DeferMiddleware:
         body: Iterable[bytes] = app_iter
         final: Iterable[bytes] = app_iter
         # The iterables of responses a callback replaced or a rollback undid,
-        # closed with the rest. The empty tuple until there is one: most
-        # requests drop nothing, and a list made per request is measurable here.
-        dropped: list[Iterable[bytes]] = _NOTHING_DROPPED
+        # closed with the rest (_NO_LIST until there is one).
+        dropped: list[Iterable[bytes]] = _NO_LIST
         log_errors = self._log_errors
         response: Response | None = None
         try:
@@ -261,7 +261,7 @@ class DeferMiddleware:
             exchange.phase = FINISHING
             checked: Any = None  # the response's CheckedHeaders, once it is built
             # 'log' policy: the bodies that record what callbacks read (see _apply_logged).
-            recorders = [cast(AppBody, body)] if log_errors else _NOTHING_DROPPED
+            recorders = [cast(AppBody, body)] if log_errors else _NO_LIST
             known_status = status
             ran = 0
             if not callbacks:
@@ -280,7 +280,7 @@ class DeferMiddleware:
                     response = build_response(status, checked, body)
                 checked.owner = func
                 if log_errors:
-                    if dropped is _NOTHING_DROPPED:
+                    if dropped is _NO_LIST:
                         dropped = []
                     response = self._apply_logged(func, response, headers, dropped, recorders)
                     checked = response.headerlist
@@ -302,7 +302,7 @@ class DeferMiddleware:
                         replaced = True
                     if replaced:
                         if result is not None:
-                            if dropped is _NOTHING_DROPPED:
+                            if dropped is _NO_LIST:
                                 dropped = []
                             response = _replacement(func, response, result, dropped)
                         check_response(response, func, {id(known_status): known_status}, headers)
@@ -325,15 +325,13 @@ class DeferMiddleware:
                     final = response._app_iter  # type: ignore[attr-defined] # as read above
                 except AttributeError:  # pragma: no cover - a WebOb that changed shape
                     final = response.app_iter
-                if (
-                    (final is not body or type(body) is list)
-                    and environ.get("REQUEST_METHOD") == "HEAD"
-                    and (final is not body or body != app_iter)  # our list copy, written to in place
-                ):
+                # A callback set the body, or wrote to our copy of a list body in place.
+                body_changed = final is not body or (type(body) is list and body != app_iter)
+                if body_changed and environ.get("REQUEST_METHOD") == "HEAD":
                     # HTTP forbids a body in the answer to HEAD, and servers send
                     # what they are given: a body a callback set or wrote to stays
                     # here (and is closed with the rest, as is the application's).
-                    if dropped is _NOTHING_DROPPED:
+                    if dropped is _NO_LIST:
                         dropped = []
                     dropped.append(final)
                     final = []

@@ -18,6 +18,7 @@ import sys
 import pytest
 
 from deferware import DeferMiddleware, after_this_request, call_on_close
+from deferware.registry import current_registry
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("test_context.var", default="unset")
 
@@ -129,8 +130,6 @@ def test_the_request_is_active_while_the_body_runs_and_closes():
     chunks = iter(iterable)
     assert next(chunks) == b"a"
     with pytest.raises(LookupError):
-        from deferware.registry import current_registry
-
         current_registry.get()  # between chunks, the server's context is its own
     assert next(chunks) == b"b"
     iterable.close()
