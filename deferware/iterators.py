@@ -7,15 +7,14 @@ generator-based wrapper that is closed before it started never runs its
 ``close()`` of the application's iterable runs on every path).
 
 The application's code runs in the context the server calls it in, as it does
-without deferware: each later chunk is pulled, and the iterable closed, with
-the request's registry bound around that one step (never in a copied context,
-where a ``ContextVar.reset`` token the application made in one chunk would be
-invalid in the next, which breaks e.g. Flask's ``stream_with_context``). That
-costs a generator resume and a context variable set and reset per chunk, about
-0.15 µs (a copied context's ``Context.run`` cost 0.03 µs, but is wrong, as
-above): little next to a chunk's I/O. The binding stays on after a hand-over
-without a close hook too, so that a registration from the body then gets the
-``ResponseAlreadyStarted`` it deserves, not ``NoActiveRequest``.
+without deferware, never in a copied context (where a ``ContextVar.reset``
+token the application made in one chunk would be invalid in the next, which
+breaks e.g. Flask's ``stream_with_context``). Its chunks are pulled through
+:func:`~deferware.registry.pull`, which lets the application's code find its
+request without binding anything per chunk; ``close()`` runs with the request
+bound. A registration from the body therefore gets what the request's phase
+says (a close callback taken, or ``ResponseAlreadyStarted``), not
+``NoActiveRequest``.
 """
 
 from __future__ import annotations
@@ -25,31 +24,12 @@ from functools import partial
 from itertools import chain
 from typing import Any, Callable, Iterable, Iterator
 
-from .registry import _SEAL, CLOSED, Registry, current_registry
+from .registry import _SEAL, CLOSED, Registry, current_registry, pull
 from .responses import describe
 
 __all__ = ["AppBody", "ClosingIterable", "close_all", "run_close_callbacks"]
 
 logger = logging.getLogger("deferware")
-
-
-def _bound(registry: Registry, iterator: Iterator[bytes]) -> Iterator[bytes]:
-    """Pull each chunk of *iterator* with *registry* active, in the caller's context.
-
-    A generator, so that nothing stays bound between chunks; closing it early
-    leaves *iterator* to its owner's ``close()`` (see :class:`AppBody`).
-    """
-    bind = current_registry.set
-    unbind = current_registry.reset
-    while True:
-        token = bind(registry)
-        try:
-            chunk = next(iterator)
-        except StopIteration:
-            return
-        finally:
-            unbind(token)
-        yield chunk
 
 
 def _close_bound(registry: Registry | None, close: Callable[[], object]) -> None:
@@ -120,8 +100,9 @@ class AppBody:
         if iterator is None:
             iterator = iter(self.app_iter)
         registry = self._registry
-        rest = iterator if registry is None else _bound(registry, iterator)
-        return chain(self.head, rest) if self.head else rest
+        if registry is not None:
+            return pull(registry, self.head, iterator)
+        return chain(self.head, iterator) if self.head else iterator
 
     def rewound(self) -> AppBody:
         """The body as it was before a callback started reading it (only while
@@ -262,7 +243,7 @@ class ClosingIterable:
     def __iter__(self) -> Iterator[bytes]:
         if not self._bind:
             return iter(self._iterable)
-        return _bound(self._registry, iter(self._iterable))
+        return pull(self._registry, None, iter(self._iterable))
 
     def close(self) -> None:
         if self._closed:

@@ -15,15 +15,16 @@ appends are atomic, so each registration either runs or raises: none is lost.
 
 from __future__ import annotations
 
+import sys
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .exceptions import NoActiveRequest, ResponseAlreadyStarted
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-__all__ = ["ENVIRON_KEY", "FINISHED", "Registry", "current_registry", "lookup", "too_late"]
+__all__ = ["ENVIRON_KEY", "FINISHED", "Registry", "current_registry", "lookup", "pull", "too_late"]
 
 
 #: The environ key under which ``DeferMiddleware`` stores the request's registry.
@@ -178,13 +179,66 @@ def too_late(items: list[Any], func: Any) -> bool:
     return any(item is func for item in snapshot[seal_at + 1 :])
 
 
+def pull(registry: Registry, head: list[bytes] | None, iterator: Iterator[bytes]) -> Iterator[bytes]:
+    """Yield *head*, then each chunk of *iterator*, pulled as a step of *registry*'s request.
+
+    The server pulls a body in its own context. Application code running in a
+    step (a generator body) must still find its request: to add a close
+    callback, or to be told ``ResponseAlreadyStarted``. Binding the context
+    variable around every step would cost a ``set`` and a ``reset`` per chunk
+    (about 0.12 µs, two copies of the context's mapping), a tenth of what
+    copying a 64 KiB chunk costs. So a step binds nothing: this generator's
+    frame, which is on the stack under the application's code while a step
+    runs, is how :func:`lookup` finds the request (:func:`_pulling`), walking
+    the stack only on that path. When another request is bound in the context
+    (a sub-request's body pulled inside the enclosing request), the variable is
+    bound for the step, so that the innermost request wins, as everywhere else.
+    """
+    if head:
+        yield from head
+    get = current_registry.get
+    pull_next = iterator.__next__
+    while True:
+        bound = get(None)
+        if bound is None or bound is registry:
+            try:
+                chunk = pull_next()
+            except StopIteration:
+                return
+        else:
+            token = current_registry.set(registry)
+            try:
+                chunk = pull_next()
+            except StopIteration:
+                return
+            finally:
+                current_registry.reset(token)
+        yield chunk
+
+
+_PULL_CODE = pull.__code__
+
+
+def _pulling() -> Registry | None:
+    """The registry of the innermost body :func:`pull` is pulling on this
+    thread's stack (this code runs inside one of its steps), else None."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is _PULL_CODE:
+            registry: Registry = frame.f_locals["registry"]
+            return registry
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
 def lookup(environ: WSGIEnvironment | None, api: str) -> Registry:
-    """Return the registry of *environ*, or of the request active in this context.
+    """Return the registry of *environ*, or of the request active in this context
+    (bound by the middleware, or whose body is being pulled, see :func:`pull`).
 
     *api* names the public function asking, for the error message.
     """
     if environ is None:
-        registry = current_registry.get(None)
+        registry = current_registry.get(None) or _pulling()
         if registry is None:
             raise NoActiveRequest(
                 f"{api}() was called outside a request handled by DeferMiddleware. "

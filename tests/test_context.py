@@ -1,8 +1,8 @@
 """The application's code runs in the server's own context, as without deferware.
 
-The middleware binds the request's registry around each stretch of application
-code it drives (the call, priming a lazy generator, every later chunk, the
-iterable's ``close()``), in the context the server calls it in. It never moves
+The middleware makes the request's registry findable by each stretch of
+application code it drives (the call, priming a lazy generator, every later
+chunk, the iterable's ``close()``), in the context the server calls it in. It never moves
 that code into a copied context: a context variable the application sets in
 one chunk and resets in a later one, or in ``close()``, must work as it does
 on a bare server (a ``ContextVar.reset`` token is only valid in the context
@@ -109,8 +109,8 @@ def test_a_token_made_in_one_chunk_resets_in_another(make_app, registration, pol
 
 
 def test_the_request_is_active_while_the_body_runs_and_closes():
-    """Bound around each chunk and around close(): the context form works there,
-    and nothing of the binding is left in the server's context between them."""
+    """Found from each chunk and from close(): the context form works there,
+    and nothing of the request is left in the server's context between them."""
     ran = []
 
     def app(environ, start_response):
