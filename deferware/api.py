@@ -46,6 +46,9 @@ class _Omitted:
 
 _OMITTED: Any = _Omitted()
 
+#: ``current_registry.get``, bound once: after_this_request runs it on every registration.
+_active = current_registry.get
+
 
 def check_callback(func: object, api: str) -> None:
     """Raise ``TypeError`` unless *func* can be called synchronously."""
@@ -124,7 +127,7 @@ def after_this_request(
         plain = False
     if not plain:
         check_callback(func, "after_this_request")
-    registry = current_registry.get(None) if environ is None else None
+    registry = _active(None) if environ is None else None
     if registry is None:
         registry = lookup(environ, "after_this_request")
     callbacks = registry.callbacks
