@@ -322,9 +322,10 @@ class DeferMiddleware:
                     final = response._app_iter  # type: ignore[attr-defined] # as read above
                 except AttributeError:  # pragma: no cover - a WebOb that changed shape
                     final = response.app_iter
-                # A callback set the body, or wrote to our copy of a list body in place.
-                body_changed = final is not body or (type(body) is list and body != app_iter)
-                if body_changed and environ.get("REQUEST_METHOD") == "HEAD":
+                if environ.get("REQUEST_METHOD") == "HEAD" and (
+                    # A callback set the body, or wrote to our copy of a list body in place.
+                    final is not body or (type(body) is list and body != app_iter)
+                ):
                     # HTTP forbids a body in the answer to HEAD, and servers send
                     # what they are given: a body a callback set or wrote to stays
                     # here (and is closed with the rest, as is the application's).
