@@ -59,6 +59,10 @@ OnCallbackError = Literal["raise", "log"]
 #: requests need none, and a list made per request is measurable there).
 _NO_LIST: Any = ()
 
+# The context variable's methods, bound once: every request calls both.
+_bind = current_registry.set
+_unbind = current_registry.reset
+
 
 class _Exchange(Registry):
     """The registry plus what ``start_response`` and ``write()`` recorded."""
@@ -191,7 +195,7 @@ class DeferMiddleware:
         exchange.phase = OPEN
         exchange.status = None
         environ[ENVIRON_KEY] = exchange
-        token = current_registry.set(exchange)
+        token = _bind(exchange)
         try:
             try:
                 app_iter = self.app(environ, exchange.start_response)
@@ -208,7 +212,7 @@ class DeferMiddleware:
             if callbacks[0] is not _SEAL or close_callbacks[0] is not _SEAL:  # pragma: no cover
                 return self._finish(exchange, app_iter, start_response, environ)
         finally:
-            current_registry.reset(token)
+            _unbind(token)
             if outer is not None:
                 environ[ENVIRON_KEY] = outer
             elif exchange.phase == HANDED_OVER:
