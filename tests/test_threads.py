@@ -150,6 +150,40 @@ def test_concurrent_requests_get_their_own_workers_callbacks(executor):
         assert response.headers["X-Request"] == f"n={n}"
 
 
+def test_a_later_chunks_worker_finds_the_request_only_through_environ(executor):
+    """A later chunk runs with nothing bound in the context (see registry.pull):
+    a copy of the context made there does not carry the request, as the README
+    says; ``environ=`` does, and the NoActiveRequest message says to use it."""
+    outcome = []
+
+    def closing(environ, how):
+        given = environ if how == "environ=" else None
+
+        def work():
+            call_on_close(lambda: outcome.append(f"closed: {how}"), environ=given)
+
+        return work
+
+    def app(environ, start_response):
+        call_on_close(lambda: None)  # hooked: close callbacks are still taken while streaming
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"first "
+        for how in ("copied context", "environ="):
+            try:
+                executor.submit(contextvars.copy_context().run, closing(environ, how)).result()
+            except NoActiveRequest as exc:
+                outcome.append(f"refused: {how}: {exc}")
+        yield b"second"
+
+    response = TestApp(DeferMiddleware(app)).get("/")
+
+    assert response.body == b"first second"
+    refused, closed = outcome
+    assert refused.startswith("refused: copied context:")
+    assert "environ=request.environ" in refused
+    assert closed == "closed: environ="
+
+
 # The README example -------------------------------------------------------
 
 
