@@ -122,10 +122,9 @@ def after_this_request(
     # Flattened (no helper calls on the common path): this runs on every
     # registration, and its cost is most of what one callback costs.
     try:
-        plain = not func.__code__.co_flags & _ASYNC_FLAGS
+        if func.__code__.co_flags & _ASYNC_FLAGS:
+            check_callback(func, "after_this_request")
     except AttributeError:  # no code object: a partial, a callable object, a builtin
-        plain = False
-    if not plain:
         check_callback(func, "after_this_request")
     registry = _active(None) if environ is None else None
     if registry is None:

@@ -23,7 +23,7 @@ from .exceptions import InvalidHeader
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse  # noqa: F401
 
-__all__ = ["CheckedHeaders", "build_response", "check_response", "describe"]
+__all__ = ["FAST_BUILD", "CheckedHeaders", "build_response", "check_response", "describe"]
 
 _new = Response.__new__
 
@@ -58,6 +58,8 @@ def _fast_path_matches() -> bool:
 #: Builds the ``webob.Response`` callbacks see, sharing (not copying) the
 #: header list and iterable the application produced.
 build_response = _fast_response if _fast_path_matches() else _public_response
+#: True when :func:`build_response` is the shortcut (the middleware inlines it then).
+FAST_BUILD = build_response is _fast_response
 
 # RFC 9110 token characters for names; values: visible latin-1 plus space and tab.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from webob import Response
 
+from deferware import DeferMiddleware, after_this_request
 from deferware.responses import build_response
 
 CASES = [
@@ -131,3 +132,22 @@ def test_the_attributes_read_back_track_the_public_properties(make, mutate):
     assert response._status is response.status
     assert response._headerlist is response.headerlist
     assert response._app_iter is response.app_iter
+
+
+@pytest.mark.parametrize(("status", "headers"), CASES)
+def test_the_response_a_callback_gets_is_the_one_webobs_constructor_makes(status, headers):
+    """The middleware builds the response inline (not through build_response):
+    the same instance state as webob.Response(status=, headerlist=, app_iter=)."""
+    seen = []
+
+    def app(environ, start_response):
+        after_this_request(seen.append)
+        start_response(status, list(headers))
+        return [b"hel", b"lo"]
+
+    DeferMiddleware(app)({"REQUEST_METHOD": "GET"}, lambda status, headers, exc_info=None: None)
+
+    [response] = seen
+    public = Response(status=status, headerlist=list(headers), app_iter=[b"hel", b"lo"])
+    assert vars(response) == vars(public)
+    assert list(vars(response)) == list(vars(public))
