@@ -49,9 +49,10 @@ class AppBody:
 
     Yields *head* (data passed to ``write()`` and chunks pulled while waiting for
     a lazy ``start_response``) and then the rest of the application's iterator,
-    each later chunk pulled with *registry* active (None: the iterator is bound
-    already). ``close()`` closes the application's iterable exactly once, with
-    *registry* active too.
+    each later chunk pulled as a step of *registry*'s request (see
+    :func:`~deferware.registry.pull`; None: the iterator is pulled so already).
+    ``close()`` closes the application's iterable exactly once, with *registry*
+    active.
     """
 
     __slots__ = (
@@ -110,7 +111,7 @@ class AppBody:
         records too; its ``close()`` leaves closing the application's iterable
         to this one."""
         assert self.consumed is not None
-        # The unread rest is bound to the request already: not again.
+        # The unread rest is pulled as the request's steps already: not again.
         again = AppBody(chain(list(self.consumed), self._live or ()), None, None, None)
         again.consumed = []
         again.root = self.root or self
@@ -217,8 +218,9 @@ def run_close_callbacks(registry: Registry, phase: int = CLOSED) -> None:
 class ClosingIterable:
     """What the server gets when deferware must see ``close()``.
 
-    Iterates *iterable* (with the request active, unless *bind* is false: an
-    :class:`AppBody` binds itself); ``close()`` runs once, however often it is
+    Iterates *iterable* as the request's steps (see
+    :func:`~deferware.registry.pull`), unless *bind* is false: an
+    :class:`AppBody` does that itself. ``close()`` runs once, however often it is
     called: it closes the iterables in *closers* with the request active (the
     first error is re-raised after everything ran, as the application's own
     ``close()`` error would be without deferware), then runs the request's

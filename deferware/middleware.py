@@ -247,15 +247,17 @@ class DeferMiddleware:
         log_errors = self._log_errors
         response: Response | None = None
         try:
-            # WebOb's response.write() appends to a list body in place: the
-            # response gets a (plain) copy, not the application's list, which
-            # may be a constant it serves to every request. (The common case,
-            # a plain list, is tested first.)
-            if type(app_iter) is list and not (exchange.status is None or exchange.phase or log_errors):
-                body = final = list.copy(app_iter)
-            elif exchange.status is None or exchange.phase or log_errors or hasattr(app_iter, "close"):
+            if (
+                exchange.status is None
+                or exchange.phase
+                or log_errors
+                or (type(app_iter) is not list and hasattr(app_iter, "close"))
+            ):
                 body = final = self._body(exchange, app_iter)
             elif isinstance(app_iter, list):
+                # WebOb's response.write() appends to a list body in place: the
+                # response gets a (plain) copy, not the application's list, which
+                # may be a constant it serves to every request.
                 body = final = list.copy(app_iter)
             status: str = exchange.status  # type: ignore[assignment] # set: primed above if it was not
             headers = exchange.headers
