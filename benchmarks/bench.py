@@ -712,6 +712,8 @@ def run_stream_inprocess(total: int, reps: int) -> dict[str, Any]:
 def build_routes(stream_bytes: int) -> dict[str, Callable[..., Any]]:
     return {
         "/bare": bare_app,
+        "/passthrough": PassThrough(bare_app),
+        "/minimal-defer": MinimalDefer(bare_app),
         "/idle": DeferMiddleware(bare_app),
         "/noop": DeferMiddleware(noop_app),
         "/header": DeferMiddleware(header_app),
@@ -768,10 +770,19 @@ def serve(kind: str, fd: int, stream_bytes: int) -> None:
 class ServerProcess:
     """A server subprocess on 127.0.0.1, on a port the OS picked; always stopped."""
 
-    def __init__(self, kind: str, stream_bytes: int, cpus: set[int] | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        stream_bytes: int,
+        cpus: set[int] | None = None,
+        wrapper: tuple[str, ...] = (),
+        ready_timeout: float = 20.0,
+    ) -> None:
         self.kind = kind
         self.stream_bytes = stream_bytes
         self.cpus = cpus
+        self.wrapper = wrapper  # a command the server runs under (valgrind, for instructions.py)
+        self.ready_timeout = ready_timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tempfile.TemporaryFile()
 
@@ -784,8 +795,8 @@ class ServerProcess:
             self.port = listener.getsockname()[1]
             fd = listener.fileno()
             self.proc = subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__), "--serve", self.kind, "--fd", str(fd),
-                 "--stream-bytes", str(self.stream_bytes)],
+                [*self.wrapper, sys.executable, os.path.abspath(__file__), "--serve", self.kind,
+                 "--fd", str(fd), "--stream-bytes", str(self.stream_bytes)],
                 pass_fds=(fd,),
                 preexec_fn=_pinned_to(self.cpus),
                 stdout=self.log,
@@ -798,7 +809,7 @@ class ServerProcess:
             raise
         listener.close()  # the child holds its own copy
         try:
-            self._wait_ready()
+            self._wait_ready(self.ready_timeout)
         except BaseException:
             self.__exit__()
             raise
@@ -1004,6 +1015,8 @@ def load_threads(port: int, path: str, duration: float, connections: int) -> dic
 
 E2E_PATHS = {
     "bare": "/bare",
+    "passthrough": "/passthrough",
+    "minimal_defer": "/minimal-defer",
     "defer_idle": "/idle",
     "defer_noop": "/noop",
     "bare_header": "/bare-header",
@@ -1019,6 +1032,10 @@ E2E_RATIOS = (
     ("defer_header", "bare_header", True),
     ("defer_set_cookie", "bare_set_cookie", True),
     ("defer_idle", "bare", False),
+    # The floors, for scale: what any middleware, and any deferring middleware
+    # with nothing registered, costs in this server (bench-defined, as above).
+    ("passthrough", "bare", False),
+    ("minimal_defer", "bare", False),
     ("defer_header", "bare", False),
     ("defer_set_cookie", "bare", False),
 )
