@@ -90,6 +90,7 @@ _KNOWN_NAMES = set(
     )
 )
 _KNOWN_NAMES_MAX = 1024
+_WHOLE = slice(None)
 _STATUS = re.compile(r"[1-9][0-9]{2} [\t\x20-\x7e\x80-\xff]*")
 
 
@@ -194,12 +195,18 @@ class CheckedHeaders(list):  # type: ignore[type-arg]
 
     def __setitem__(self, index: Any, value: Any) -> None:
         if isinstance(index, slice):
-            value = list(value)
             # WebOb's ``headers[name] = value`` rewrites the whole list through a
             # slice, ``items[:] = [the entries it keeps]``, each kept entry an
-            # equal tuple rebuilt. Entries equal to one already in the list were
-            # checked when that one was added (or are the application's own):
-            # only the others are checked, found by set operations in C.
+            # equal tuple rebuilt, then appends the new entry. Setting a header
+            # the response does not have yet keeps every entry: that rewrite
+            # changes nothing, and one comparison in C says so.
+            if type(value) is not list:
+                value = list(value)  # iterated twice below
+            elif index == _WHOLE and value == self:
+                return
+            # Entries equal to one already in the list were checked when that
+            # one was added (or are the application's own): only the others
+            # are checked, found by set operations in C.
             try:
                 present = set(self)
                 if not present.issuperset(value):

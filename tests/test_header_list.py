@@ -118,6 +118,18 @@ def test_an_untouched_header_list_goes_out_as_the_applications_own(make_environ:
     assert headers is APP_HEADERS
 
 
+def test_a_rewrite_that_keeps_every_entry_is_not_a_change(make_environ: Callable[..., Any]) -> None:
+    # WebOb's ``headers[name] = value`` first rewrites the whole list through a
+    # slice, with the entries of other names rebuilt; for a name the response
+    # does not have, that keeps every entry: the list is the same as before.
+    def rewrite(response: Any) -> None:
+        response.headerlist[:] = [(name, value) for name, value in response.headerlist]
+
+    headers = served_headers(app_with(rewrite), make_environ)
+
+    assert headers is APP_HEADERS
+
+
 def test_a_change_by_an_earlier_callback_is_kept_after_an_untouching_one(
     make_environ: Callable[..., Any],
 ) -> None:
