@@ -173,7 +173,21 @@ def _webob_apps() -> dict[str, Callable[..., Any]]:
         start_response(STATUS, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "5")])
         return body
 
-    return {"webob_construct": construct, "webob_set_cookie": construct_cookie}
+    def construct_header(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        body = [BODY]
+        Response(
+            status=STATUS,
+            headerlist=[("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "5")],
+            app_iter=body,
+        ).headers["X-Deferred"] = "yes"
+        start_response(STATUS, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "5")])
+        return body
+
+    return {
+        "webob_construct": construct,
+        "webob_set_cookie": construct_cookie,
+        "webob_header": construct_header,
+    }
 
 
 def _werkzeug_apps() -> dict[str, Callable[..., Any]]:
@@ -710,7 +724,11 @@ def run_stream_inprocess(total: int, reps: int) -> dict[str, Any]:
 
 
 def build_routes(stream_bytes: int) -> dict[str, Callable[..., Any]]:
+    webob = _webob_apps()
     return {
+        # For instructions.py: what WebOb's own header setting costs, without deferware.
+        "/webob": webob["webob_construct"],
+        "/webob-header": webob["webob_header"],
         "/bare": bare_app,
         "/passthrough": PassThrough(bare_app),
         "/minimal-defer": MinimalDefer(bare_app),

@@ -40,6 +40,8 @@ ROUTES = (
     ("/header", "/bare-header"),
     ("/bare-cookie", "/bare-cookie"),
     ("/cookie", "/bare-cookie"),
+    ("/webob", "/webob"),
+    ("/webob-header", "/webob"),  # WebOb's own response.headers[name] = value
 )
 
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
