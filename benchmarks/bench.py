@@ -827,7 +827,7 @@ class ServerProcess:
             raise
         listener.close()  # the child holds its own copy
         try:
-            self._wait_ready(self.ready_timeout)
+            self._wait_ready()
         except BaseException:
             self.__exit__()
             raise
@@ -854,8 +854,8 @@ class ServerProcess:
                 total += int(fields[11]) + int(fields[12])
         return total / os.sysconf("SC_CLK_TCK")
 
-    def _wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
         last: Exception | None = None
         while time.monotonic() < deadline:
             assert self.proc is not None

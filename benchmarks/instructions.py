@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Callable
 
 import bench
 
@@ -49,22 +49,9 @@ _TOTALS = re.compile(r"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
 
 
 def loop(path: str, count: int) -> None:
-    """Child mode: serve *count* requests to *path* in process, as a server would."""
-    app = bench.build_routes(bench.CHUNK_SIZE)[path]
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        return bench._write
-
-    for _ in range(count):
-        environ = dict(bench.ENVIRON, PATH_INFO=path)
-        body = app(environ, start_response)
-        try:
-            for _chunk in body:
-                pass
-        finally:
-            close = getattr(body, "close", None)
-            if close is not None:
-                close()
+    """Child mode: serve *count* requests to *path* in process, as bench.py's
+    timed loop does."""
+    bench.make_loop(bench.build_routes(bench.CHUNK_SIZE)[path])(count)
 
 
 def count_loop_run(path: str, count: int) -> int:

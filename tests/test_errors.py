@@ -208,15 +208,16 @@ def test_logged_error_after_reading_and_rewriting_the_body_sends_the_original_bo
     assert int(sent.header("Content-Length")[0]) == len(sent.body)
 
 
+def _peek_then_fail(response):
+    next(iter(response.app_iter))
+    raise Boom("after reading one chunk")
+
+
 def test_logged_error_after_a_partial_body_read_sends_the_whole_body(shape, make_app, wrap, drive, caplog):
     # The callback reads one chunk, then fails: the rolled-back body is the chunk
     # it read followed by the unread rest, streamed in the request's context.
-    def peek_then_fail(response):
-        next(iter(response.app_iter))
-        raise Boom("after reading one chunk")
-
     def register(environ):
-        after_this_request(peek_then_fail)
+        after_this_request(_peek_then_fail)
 
     with caplog.at_level(logging.ERROR, logger="deferware"):
         sent = drive(wrap(make_app(shape, during=register), on_callback_error="log"))
@@ -254,11 +255,6 @@ def _write_then_fail(response):
 
 def _wrap_body(response):
     response.app_iter = Transform(response.app_iter)
-
-
-def _peek_then_fail(response):
-    next(iter(response.app_iter))
-    raise Boom("after reading one chunk")
 
 
 def _generator_replacement(response):
