@@ -106,6 +106,16 @@ def describe(func: Any) -> str:
 _ENCODE = "remove the character or encode the value (e.g. percent-encode it)"
 
 
+def _to_str(name: str, value: object) -> str:
+    """How to turn a header *value* that is not a str into one (or to leave it out)."""
+    if value is None:
+        return f"leave the header out to send none (del response.headers[{name!r}]), or give a str"
+    if isinstance(value, (bytes, bytearray)):
+        # str(b"x") would send the text "b'x'"; a header's bytes are latin-1 (PEP 3333).
+        return f"decode it (e.g. {value!r}.decode('latin-1'))"
+    return f"convert the value to str (e.g. str({value!r}))"
+
+
 def _header_problem(item: Any) -> tuple[str, str] | None:
     """What is wrong with *item* as a response header, and the fix; None if nothing."""
     if type(item) is not tuple or len(item) != 2:
@@ -117,10 +127,8 @@ def _header_problem(item: Any) -> tuple[str, str] | None:
             "use a name made of those characters only",
         )
     if type(value) is not str:
-        return (
-            f"header {name!r} has a {type(value).__name__} value {value!r}; values must be str",
-            f"convert the value to str (e.g. str({value!r}))",
-        )
+        problem = f"header {name!r} has a {type(value).__name__} value {value!r}; values must be str"
+        return problem, _to_str(name, value)
     bad = _BAD_VALUE.search(value)
     if bad is not None:
         return (
