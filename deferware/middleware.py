@@ -174,6 +174,13 @@ class DeferMiddleware:
     """
 
     def __init__(self, app: WSGIApplication, *, on_callback_error: OnCallbackError = "raise") -> None:
+        if isinstance(app, dict):  # not printed: it may be long, and hold secrets
+            raise TypeError(
+                "DeferMiddleware needs a WSGI application (a callable), got a dict. From an "
+                "ini file, that dict is PasteDeploy's global configuration: DeferMiddleware is "
+                "the middleware, not a PasteDeploy factory. Write 'use = egg:deferware' in the "
+                "[filter:...] section instead."
+            )
         if not callable(app):
             raise TypeError(f"DeferMiddleware needs a WSGI application (a callable), got {app!r}.")
         self.app = app

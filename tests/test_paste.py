@@ -76,6 +76,11 @@ def test_bad_configuration_fails_at_load_time(config, match):
         _load(config)
 
 
+def test_the_middleware_class_named_as_the_factory_is_refused_with_the_fix():
+    with pytest.raises(TypeError, match=r"got a dict\. From an ini file.*Write 'use = egg:deferware'"):
+        _load("class_as_factory.ini")
+
+
 def test_an_option_from_a_variable_of_another_name_is_taken():
     assert _load("option_from_variable.ini", callback_errors="log").options == {"on_callback_error": "log"}
 
