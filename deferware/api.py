@@ -158,8 +158,9 @@ def call_on_close(
     :raises TypeError: *func* is not callable, or is an ``async def``.
     :raises NoActiveRequest: there is no request handled by ``DeferMiddleware``.
     :raises ResponseAlreadyStarted: the close callbacks already ran, or the
-        response was handed to the server without a close hook (nothing was
-        registered before the application returned), so *func* could never run.
+        response was handed to the server without a close hook (no close
+        callback was registered before the application returned), so *func*
+        could never run.
 
     Close callbacks run exactly once each, in registration order. One that
     raises is logged on the ``"deferware"`` logger and the rest still run. Example::

@@ -245,10 +245,12 @@ def lookup(environ: WSGIEnvironment | None, api: str) -> Registry:
             raise NoActiveRequest(
                 f"{api}() was called outside a request handled by DeferMiddleware. "
                 "No request is active in this context: wrap the WSGI application in "
-                "deferware.DeferMiddleware(app), or, from code that runs outside the "
-                "request's context (another thread, a task queue, a close callback, a "
-                "response body the server iterates after the hand-over), pass the "
-                f"request's environ: {api}(func, environ=request.environ)."
+                "deferware.DeferMiddleware(app), or, from another thread or a task queue "
+                f"while the request is handled, pass its environ: {api}(func, "
+                "environ=request.environ). From a close callback, or from a response body "
+                "the server iterates after the hand-over (with no call_on_close registered "
+                "before the application returned, the body is not wrapped), it comes too "
+                "late for either kind of callback: register before the application returns."
             )
         return registry
     try:

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from deferware import DeferMiddleware, ResponseAlreadyStarted, after_this_request, call_on_close
+from deferware import (
+    DeferMiddleware,
+    NoActiveRequest,
+    ResponseAlreadyStarted,
+    after_this_request,
+    call_on_close,
+)
 
 
 def _noop(*args):
@@ -80,6 +86,33 @@ def test_after_this_request_after_the_app_raised_is_too_late(raising_app, drive,
 
     with pytest.raises(ResponseAlreadyStarted, match="came too late"):
         after_this_request(_noop, environ=environ)
+
+
+@pytest.mark.parametrize("api", [after_this_request, call_on_close])
+def test_the_context_form_from_a_body_handed_over_as_it_is_says_it_is_too_late(api, drive):
+    # An eager generator with no call_on_close registered goes to the server
+    # unwrapped: a later chunk runs with no request to find. environ= would only
+    # lead to ResponseAlreadyStarted, so the message must say it is too late.
+    errors = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return generate()
+
+    def generate():
+        yield b"first"
+        try:
+            api(_noop)
+        except NoActiveRequest as error:
+            errors.append(error)
+        yield b"second"
+
+    sent = drive(DeferMiddleware(app))
+
+    assert sent.chunks == [b"first", b"second"]
+    [error] = errors
+    assert "from a response body the server iterates after the hand-over" in str(error)
+    assert "too late for either kind of callback" in str(error)
 
 
 def test_call_on_close_after_close_ran_is_too_late(make_app, drive, make_environ):
