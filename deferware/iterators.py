@@ -111,8 +111,10 @@ class AppBody:
         records too; its ``close()`` leaves closing the application's iterable
         to this one."""
         assert self.consumed is not None
-        # The unread rest is pulled as the request's steps already: not again.
-        again = AppBody(chain(list(self.consumed), self._live or ()), None, None, None)
+        # Every read went through the one live iterator (see _Recorder), in order:
+        # what was read, then the unread rest, already pulled as the request's
+        # steps. Never opened (iter() called, nothing read): the whole body.
+        again = AppBody(chain(list(self.consumed), self._live or self._open()), None, None, None)
         again.consumed = []
         again.root = self.root or self
         return again
@@ -127,35 +129,48 @@ class AppBody:
 
 
 class _Recorder:
-    """Iterates an :class:`AppBody` while a callback's reads may have to be
-    undone (``on_callback_error="log"``): each chunk is kept in ``consumed``
-    while that is a list, and an error from the application's iterable is noted
-    (``failed``). Python per chunk, but only on that path."""
+    """One pass over an :class:`AppBody` while a callback's reads may have to be
+    undone (``on_callback_error="log"``).
 
-    __slots__ = ("_body", "_live")
+    The application's body is read once, through the body's one live iterator;
+    each chunk is kept in ``consumed`` and every pass starts at the first
+    chunk, taking those kept before reading on. So however often a callback
+    goes over the body (a size check, then ``response.body``), a rollback puts
+    back what was read exactly once, before the unread rest. An error from the
+    application's iterable is noted (``failed``). Python per chunk, but only on
+    that path.
+    """
+
+    __slots__ = ("_body", "_index", "_kept")
 
     def __init__(self, body: AppBody) -> None:
         self._body = body
-        self._live: Iterator[bytes] | None = None
+        self._kept: list[bytes] = body.consumed  # type: ignore[assignment] # a list while recording
+        self._index = 0
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
+        kept = self._kept
+        index = self._index
+        if index < len(kept):
+            self._index = index + 1
+            return kept[index]
         body = self._body
         try:
-            live = self._live
+            live = body._live
             if live is None:  # opened here, so that an error opening it is noted too
-                live = self._live = body._live = body._open()
+                live = body._live = body._open()
             chunk = next(live)
         except StopIteration:
             raise
         except Exception:
             (body.root or body).failed = True
             raise
-        consumed = body.consumed
-        if consumed is not None:
-            consumed.append(chunk)
+        if body.consumed is kept:  # still recording (the server streams what follows)
+            kept.append(chunk)
+            self._index = index + 1
         return chunk
 
 

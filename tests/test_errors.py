@@ -227,6 +227,46 @@ def test_logged_error_after_a_partial_body_read_sends_the_whole_body(shape, make
     assert "after reading one chunk" in caplog.text
 
 
+def _iter_only(response):
+    iter(response.app_iter)
+
+
+def _wrap_in_a_generator_expression(response):
+    response.app_iter = (chunk.upper() for chunk in response.app_iter)  # calls iter(), reads nothing
+
+
+def _measure_then_read_all(response):
+    sum(len(chunk) for chunk in response.app_iter)
+    assert response.body
+
+
+def _peek_then_read_all(response):
+    next(iter(response.app_iter))
+    assert b"".join(response.app_iter)
+
+
+@pytest.mark.parametrize(
+    "reads", [_iter_only, _wrap_in_a_generator_expression, _measure_then_read_all, _peek_then_read_all]
+)
+def test_logged_error_after_going_over_the_body_sends_it_once_and_whole(
+    reads, shape, make_app, wrap, drive, caplog
+):
+    # Started but never pulled, or gone over more than once: what the failed
+    # callback read is put back exactly once, before the unread rest.
+    def read_then_fail(response):
+        reads(response)
+        raise Boom("after going over the body")
+
+    def register(environ):
+        after_this_request(read_then_fail)
+
+    with caplog.at_level(logging.ERROR, logger="deferware"):
+        sent = drive(wrap(make_app(shape, during=register), on_callback_error="log"))
+
+    assert sent.body == b"hello world"
+    assert "after going over the body" in caplog.text
+
+
 class Transform:
     """A body wrapper a callback sets (a compressor, say): iterates what it wraps."""
 
