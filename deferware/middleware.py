@@ -39,6 +39,7 @@ from .registry import (
     OPEN,
     WRITTEN,
     Registry,
+    _pulling,
     current_registry,
 )
 from .responses import FAST_BUILD, CheckedHeaders, build_response, check_response, describe
@@ -194,7 +195,7 @@ class DeferMiddleware:
         # A DeferMiddleware nested in another one (a sub-request, or the same
         # app wrapped twice) gets its own registry; the outer one is put back.
         outer = environ.get(ENVIRON_KEY)
-        if outer is not None and getattr(outer, "phase", OPEN) > FINISHING:
+        if outer is not None and getattr(outer, "phase", OPEN) > FINISHING and not _streaming_here(outer):
             outer = None  # a finished request's (an environ used again), not an enclosing one
         exchange = _Exchange()  # fields set here, see _Exchange
         callbacks: list[Any] = []
@@ -468,6 +469,14 @@ class DeferMiddleware:
             if isinstance(rewound, AppBody) and rewound.consumed is not None and rewound not in recorders:
                 recorders.append(rewound)
         return response
+
+
+def _streaming_here(registry: Any) -> bool:
+    """Whether *registry*, whose response already went to the server, is the
+    request whose body (or ``close()``) is running this code: a sub-request
+    made from there, with the same environ, is nested in it, and it is put back
+    after. Else it is an earlier request's, in an environ used again."""
+    return registry.phase == HOOKED and (current_registry.get(None) is registry or _pulling() is registry)
 
 
 def _replacement(func: Any, response: Response, result: object, dropped: list[Iterable[bytes]]) -> Response:

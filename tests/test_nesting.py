@@ -83,6 +83,64 @@ def test_an_environ_used_again_is_not_taken_for_an_enclosing_request(first_regis
     assert ran == ["first done", "own", "from the body, environ="]
 
 
+@pytest.mark.parametrize("inner_hooked", [False, True], ids=["inner-idle", "inner-hooked"])
+@pytest.mark.parametrize("made_in", ["a later chunk", "close()"])
+def test_a_sub_request_with_the_same_environ_from_a_streaming_body_puts_the_outer_registry_back(
+    inner_hooked, made_in, drive, make_environ
+):
+    # The enclosing response went to the server with a close hook; its body (or
+    # its close()) calls another wrapped application with the same environ.
+    # Afterwards the environ holds the enclosing request's registry again.
+    ran = []
+
+    def inner_app(environ, start_response):
+        if inner_hooked:
+            call_on_close(lambda: ran.append("inner close"))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"inner"]
+
+    inner = DeferMiddleware(inner_app)
+
+    class Body:
+        def __init__(self, environ):
+            self.environ = environ
+
+        def __iter__(self):
+            yield b"outer "
+            if made_in == "a later chunk":
+                yield self.sub_request()
+                call_on_close(lambda: ran.append("outer close, environ="), environ=self.environ)
+
+        def sub_request(self):
+            sent = inner(self.environ, lambda status, headers, exc_info=None: None)
+            try:
+                return b"".join(sent)
+            finally:
+                getattr(sent, "close", lambda: None)()
+
+        def close(self):
+            if made_in == "close()":
+                self.sub_request()
+                ran.append(("registry after", self.environ[ENVIRON_KEY] is outer_registry[0]))
+
+    outer_registry = []
+
+    def outer_app(environ, start_response):
+        outer_registry.append(environ[ENVIRON_KEY])
+        call_on_close(lambda: ran.append("outer close"))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body(environ)
+
+    sent = drive(DeferMiddleware(outer_app), make_environ())
+
+    expected_inner = ["inner close"] if inner_hooked else []
+    if made_in == "a later chunk":
+        assert sent.body == b"outer inner"
+        assert ran == [*expected_inner, "outer close", "outer close, environ="]
+    else:
+        assert ran == [*expected_inner, ("registry after", True), "outer close"]
+
+
 def sub_request_app(inner_body):
     """A wrapped inner application whose lazy body runs *inner_body()* in its
     second chunk, after its response was handed over without a close hook."""
