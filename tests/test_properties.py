@@ -3,7 +3,8 @@
 Hypothesis draws an application shape, an error policy and a sequence of
 ``after_this_request`` callbacks. Each callback applies a few mutations (add or
 set or remove a header, set or delete a cookie, change the status, rewrite the
-body) and then returns ``None``, returns a replacement ``webob.Response`` or
+body, or read the body without losing any of it: start iterating it, wrap it,
+take a chunk and put it back) and then returns ``None``, returns a replacement ``webob.Response`` or
 raises. The reference model applies the same callbacks, in order, to a plain
 ``webob.Response`` built from the application's status, headers and body:
 
@@ -20,6 +21,7 @@ printed and asserted.
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any, Callable
 
@@ -56,6 +58,10 @@ MUTATIONS = st.one_of(
     st.tuples(st.just("delete_cookie"), COOKIES),
     st.tuples(st.just("status"), st.sampled_from([200, 201, 202, 203, 400, 404, 418, 500, 503])),
     st.tuples(st.just("body"), st.binary(min_size=0, max_size=6)),
+    # Reads that lose nothing: undone under "log" when the callback then raises.
+    st.tuples(st.just("iter_only")),
+    st.tuples(st.just("wrap")),
+    st.tuples(st.just("peek_and_put_back")),
 )
 CALLBACKS = st.tuples(
     st.lists(MUTATIONS, max_size=4),
@@ -80,6 +86,13 @@ def mutate(response: Response, mutations: list[tuple[Any, ...]]) -> None:
             response.status_code = args[0]
         elif kind == "body":
             response.body = response.body + args[0]
+        elif kind == "iter_only":
+            iter(response.app_iter)
+        elif kind == "wrap":
+            response.app_iter = (chunk for chunk in response.app_iter)
+        elif kind == "peek_and_put_back":
+            chunks = iter(response.app_iter)
+            response.app_iter = itertools.chain(list(itertools.islice(chunks, 1)), chunks)
 
 
 def make_callback(index: int, spec: tuple[list[tuple[Any, ...]], str]) -> Callable[[Response], Any]:
