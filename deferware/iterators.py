@@ -24,7 +24,7 @@ from functools import partial
 from itertools import chain
 from typing import Any, Callable, Iterable, Iterator
 
-from .registry import _SEAL, CLOSED, Registry, current_registry, pull
+from .registry import _SEAL, CLOSED, REFUSE_CLOSE_CALLBACKS, Registry, current_registry, pull
 from .responses import describe
 
 __all__ = ["AppBody", "ClosingIterable", "close_all", "run_close_callbacks"]
@@ -228,6 +228,7 @@ def run_close_callbacks(registry: Registry, phase: int = CLOSED) -> None:
                 )
     finally:
         Registry.forget(callbacks)
+        registry.close_callbacks = REFUSE_CLOSE_CALLBACKS[phase]  # later ones: refused, not stored
 
 
 class ClosingIterable:

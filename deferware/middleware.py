@@ -37,6 +37,7 @@ from .registry import (
     HANDED_OVER,
     HOOKED,
     OPEN,
+    REFUSE_CALLBACKS,
     WRITTEN,
     Registry,
     _pulling,
@@ -376,9 +377,10 @@ class DeferMiddleware:
                         outgoing = app_iter  # the AppBody was not needed after all
             if outgoing is None:
                 # The environ keeps this registry until the server lets go of the
-                # response (and may outlive it): drop the callbacks that ran. (On
-                # the path above the environ gets FINISHED instead, see __call__.)
-                del callbacks[:ran]
+                # response (and may outlive it): drop the callbacks that ran, and
+                # refuse later ones without storing them. (On the path above the
+                # environ gets FINISHED instead, see __call__.)
+                exchange.callbacks = REFUSE_CALLBACKS
                 closers = [
                     close
                     for item in _unique(final, *dropped, body)
@@ -563,7 +565,8 @@ def _drop(exchange: _Exchange, iterables: Iterable[Iterable[bytes]]) -> None:
     """
     if exchange.phase < FINISHING:
         exchange.phase = FINISHING
-    Registry.forget(Registry.seal(exchange.callbacks))
+    Registry.seal(exchange.callbacks)
+    exchange.callbacks = REFUSE_CALLBACKS  # the environ keeps the registry: see registry.REFUSE_CALLBACKS
     for iterable in iterables:
         _close_quietly(iterable)
     if exchange.phase not in (CLOSED, FAILED):

@@ -133,7 +133,7 @@ class Registry:
 
 
 class _Refusing(list):  # type: ignore[type-arg]
-    """A sealed callback list that refuses every append, growing never."""
+    """A finished callback list: refuses every append, and so never grows."""
 
     __slots__ = ("message",)
 
@@ -142,7 +142,19 @@ class _Refusing(list):  # type: ignore[type-arg]
         self.message = message
 
     def append(self, func: Any) -> None:
-        raise ResponseAlreadyStarted(self.message.format(func=func, reason=_TOO_LATE_FOR_CLOSE[HANDED_OVER]))
+        raise ResponseAlreadyStarted(self.message.format(func=func))
+
+
+#: What a request's ``callbacks`` become once they ran and the response went to
+#: the server, and its ``close_callbacks`` once they ran (by the phase that ended
+#: them). A registration then raises without being stored: a refused function
+#: kept in the list may close over the environ, which holds the registry, and
+#: would make the request a reference cycle. Shared: they never change.
+REFUSE_CALLBACKS: list[Any] = _Refusing(_CALLBACK_TOO_LATE)
+REFUSE_CLOSE_CALLBACKS: dict[int, list[Any]] = {
+    phase: _Refusing(_CLOSE_TOO_LATE.replace("{reason}", reason))
+    for phase, reason in _TOO_LATE_FOR_CLOSE.items()
+}
 
 
 def finished_registry() -> Registry:
@@ -155,8 +167,8 @@ def finished_registry() -> Registry:
     that only the garbage collector could free.
     """
     registry = Registry()
-    registry.callbacks = _Refusing(_CALLBACK_TOO_LATE)
-    registry.close_callbacks = _Refusing(_CLOSE_TOO_LATE)
+    registry.callbacks = REFUSE_CALLBACKS
+    registry.close_callbacks = REFUSE_CLOSE_CALLBACKS[HANDED_OVER]
     registry.phase = HANDED_OVER
     return registry
 
@@ -169,7 +181,8 @@ def too_late(items: list[Any], func: Any) -> bool:
     """Whether *func*, just appended to *items*, landed after the seal.
 
     Works on a snapshot (an atomic copy), so the finisher may change the list
-    meanwhile. An entry after the seal never runs; it is left in place.
+    meanwhile. An entry after the seal never runs; it is left in place, until
+    the finisher swaps the whole list for a refusing one (``REFUSE_CALLBACKS``).
     """
     snapshot = items[:]
     try:

@@ -26,9 +26,10 @@ import tracemalloc
 import weakref
 from typing import Any, Callable, Iterable, Iterator
 
+import pytest
 from webob import Response
 
-from deferware import ENVIRON_KEY, DeferMiddleware, after_this_request, call_on_close
+from deferware import ENVIRON_KEY, DeferMiddleware, ResponseAlreadyStarted, after_this_request, call_on_close
 from deferware.registry import Registry, current_registry
 
 REQUESTS = 100_000
@@ -277,3 +278,91 @@ def test_header_names_remembered_by_the_header_check_stay_bounded() -> None:
         assert "'X Bad' is not an HTTP token" in str(error)
     else:
         raise AssertionError("a bad header name was accepted once the set of known names was full")
+
+
+class Refused:
+    """A late registration that closes over the environ (which holds the registry)."""
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        self.environ = environ
+
+    def __call__(self, *args: Any) -> None:
+        raise AssertionError("a refused registration ran")
+
+
+def _late_from_a_later_chunk(environ: dict[str, Any], refs: list[weakref.ref[Any]]) -> Any:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        call_on_close(lambda: None)  # the response goes out hooked: the environ keeps its registry
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return body(environ)
+
+    def body(environ: dict[str, Any]) -> Iterator[bytes]:
+        yield b"first"
+        late = Refused(environ)
+        try:
+            after_this_request(late, environ=environ)
+        except ResponseAlreadyStarted:
+            refs.append(weakref.ref(late))  # refused, as it must be
+        yield b"second"
+
+    return DeferMiddleware(app)
+
+
+def _late_from_a_close_callback(environ: dict[str, Any], refs: list[weakref.ref[Any]]) -> Any:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        call_on_close(lambda: register_late(environ))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"first", b"second"]
+
+    def register_late(environ: dict[str, Any]) -> None:
+        late = Refused(environ)
+        try:
+            call_on_close(late, environ=environ)
+        except ResponseAlreadyStarted:
+            refs.append(weakref.ref(late))  # refused, as it must be
+
+    return DeferMiddleware(app)
+
+
+def _late_after_the_application_raised(environ: dict[str, Any], refs: list[weakref.ref[Any]]) -> Any:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        raise LookupError("the application failed")
+
+    def serve_then_register_late(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        try:
+            DeferMiddleware(app)(environ, start_response)
+        except LookupError:
+            late = Refused(environ)
+            for register in (after_this_request, call_on_close):
+                try:
+                    register(late, environ=environ)
+                except ResponseAlreadyStarted:
+                    refs.append(weakref.ref(late))  # refused, as it must be
+            del late
+        start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+        return [b"failed"]
+
+    return serve_then_register_late
+
+
+@pytest.mark.parametrize(
+    ("make", "refusals"),
+    [
+        (_late_from_a_later_chunk, 1),
+        (_late_from_a_close_callback, 1),
+        (_late_after_the_application_raised, 2),
+    ],
+)
+def test_a_refused_registration_is_not_kept(make: Callable[..., Any], refusals: int) -> None:
+    # The environ (which a server may keep) holds the registry; a refused
+    # function kept in its lists would hold the environ: a cycle per request.
+    refs: list[weakref.ref[Any]] = []
+    environ = dict(BASE_ENVIRON, **{"wsgi.input": io.BytesIO()})
+    gc.disable()  # only reference counting may free it
+    try:
+        assert serve(make(environ, refs), environ) > 0
+        assert isinstance(environ[ENVIRON_KEY], Registry)
+        assert len(refs) == refusals, "a late registration was not refused"
+        assert [ref() for ref in refs] == [None] * refusals, "a refused registration outlived its refusal"
+    finally:
+        gc.enable()
