@@ -466,7 +466,7 @@ class DeferMiddleware:
                 "before this callback (on_callback_error='log').",
                 describe(func),
             )
-            response = _roll_back(saved, response, dropped)
+            response = _roll_back(saved, response, dropped, func)
             rewound = response.app_iter
             if isinstance(rewound, AppBody) and rewound.consumed is not None and rewound not in recorders:
                 recorders.append(rewound)
@@ -591,6 +591,7 @@ def _roll_back(
     saved: tuple[Response, str, list[tuple[str, str]], Any, list[bytes] | None],
     current: Response,
     dropped: list[Iterable[bytes]],
+    func: Any,
 ) -> Response:
     """Undo a failed callback's changes (``on_callback_error='log'``)."""
     response, status, headerlist, app_iter, items = saved
@@ -607,6 +608,7 @@ def _roll_back(
         response.app_iter = app_iter
     checked = CheckedHeaders(headerlist)
     checked.changed = True  # a copy: not the application's list
+    checked.owner = func  # as the list it replaces (a replacement may change it when sent)
     response.headerlist = checked
     response.status = status
     return response

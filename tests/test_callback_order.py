@@ -3,6 +3,8 @@ the previous one left; a returned webob.Response replaces it."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from webob import Response
 from webtest import TestApp
@@ -177,3 +179,27 @@ def test_an_http_exception_replacement_goes_out_as_it_sends_itself(
     assert sent.header("Content-Type") == alone.header("Content-Type")
     if method == "GET":
         assert sent.header("Content-Length") == [str(len(sent.body))]
+
+
+@pytest.mark.parametrize("make_replacement", [_webob_forbidden, _pyramid_found])
+def test_an_http_exception_replacement_goes_out_when_a_later_callback_is_rolled_back(
+    make_replacement, make_app, wrap, drive, make_environ, caplog
+):
+    def fail(response):
+        response.headers["X-Failed"] = "1"
+        raise LookupError("the later callback failed")
+
+    def register(environ):
+        after_this_request(lambda response: make_replacement())
+        after_this_request(fail)
+
+    environ = make_environ(HTTP_ACCEPT="text/html")
+    alone = drive(wrap(make_replacement()), dict(environ))
+
+    with caplog.at_level(logging.ERROR, logger="deferware"):
+        sent = drive(wrap(make_app("eager_generator", during=register), on_callback_error="log"), environ)
+
+    assert "the later callback failed" in caplog.text
+    assert (sent.status, sent.body) == (alone.status, alone.body)
+    assert sent.header("X-Failed") == []
+    assert sent.header("Location") == alone.header("Location")
