@@ -56,8 +56,8 @@ class AppBody:
     """
 
     __slots__ = (
-        "_iterator", "_live", "_registry", "app_iter", "closed", "consumed",
-        "failed", "head", "root", "started",
+        "_iterator", "_kept", "_live", "_registry", "app_iter", "closed", "consumed",
+        "failed", "head", "started",
     )  # fmt: skip
 
     def __init__(
@@ -74,12 +74,14 @@ class AppBody:
         self._registry = registry
         self.started = False
         self.closed = False
-        #: Set by the middleware under ``on_callback_error="log"`` while callbacks
-        #: run: chunks read by a callback are kept, so a failed one can be undone.
+        #: A list under ``on_callback_error="log"`` while callbacks run: reading
+        #: the body then consumes none of it (see _Recorder), so a failed
+        #: callback's reads need no undoing. ``stop_recording`` ends that.
         self.consumed: list[bytes] | None = None
+        #: The chunks callbacks read, once recording stopped: sent first.
+        self._kept: list[bytes] | None = None
+        #: The one iterator reads go through while recording.
         self._live: Iterator[bytes] | None = None
-        #: The body this one was rewound from (None: this is it); it holds ``failed``.
-        self.root: AppBody | None = None
         #: True once the application's iterable raised while recording: the
         #: application failed, which no rollback of a callback can undo. (A flag,
         #: not the exception: its traceback would hold this body in a cycle.)
@@ -94,7 +96,15 @@ class AppBody:
         self.started = True
         if self.consumed is not None:
             return _Recorder(self)
+        if self._live is not None:  # callbacks read it while recording: they consumed nothing
+            return chain(self._kept or (), self._live)
         return self._open()
+
+    def stop_recording(self) -> None:
+        """The callbacks are done: from now on the body is read on (the chunks
+        they read first), keeping nothing more."""
+        self._kept = self.consumed
+        self.consumed = None
 
     def _open(self) -> Iterator[bytes]:
         iterator = self._iterator
@@ -104,20 +114,6 @@ class AppBody:
         if registry is not None:
             return pull(registry, self.head, iterator)
         return chain(self.head, iterator) if self.head else iterator
-
-    def rewound(self) -> AppBody:
-        """The body as it was before a callback started reading it (only while
-        recording): the chunks read so far, then the ones not read yet. It
-        records too; its ``close()`` leaves closing the application's iterable
-        to this one."""
-        assert self.consumed is not None
-        # Every read went through the one live iterator (see _Recorder), in order:
-        # what was read, then the unread rest, already pulled as the request's
-        # steps. Never opened (iter() called, nothing read): the whole body.
-        again = AppBody(chain(list(self.consumed), self._live or self._open()), None, None, None)
-        again.consumed = []
-        again.root = self.root or self
-        return again
 
     def close(self) -> None:
         if self.closed:
@@ -129,16 +125,16 @@ class AppBody:
 
 
 class _Recorder:
-    """One pass over an :class:`AppBody` while a callback's reads may have to be
-    undone (``on_callback_error="log"``).
+    """One pass over an :class:`AppBody` while callbacks run under
+    ``on_callback_error="log"``.
 
     The application's body is read once, through the body's one live iterator;
     each chunk is kept in ``consumed`` and every pass starts at the first
-    chunk, taking those kept before reading on. So however often a callback
-    goes over the body (a size check, then ``response.body``), a rollback puts
-    back what was read exactly once, before the unread rest. An error from the
-    application's iterable is noted (``failed``). Python per chunk, but only on
-    that path.
+    chunk, taking those kept before reading on. So reading consumes nothing:
+    however often a callback goes over the body, and whether it then fails or
+    not, the body goes on whole (the server's pass too, see
+    ``AppBody.__iter__``). An error from the application's iterable is noted
+    (``failed``). Python per chunk, but only on that path.
     """
 
     __slots__ = ("_body", "_index", "_kept")
@@ -166,7 +162,7 @@ class _Recorder:
         except StopIteration:
             raise
         except Exception:
-            (body.root or body).failed = True
+            body.failed = True
             raise
         if body.consumed is kept:  # still recording (the server streams what follows)
             kept.append(chunk)

@@ -364,7 +364,7 @@ class DeferMiddleware:
                     headers = _head_length(headers, exchange.headers)
             if log_errors:  # stop recording body reads: the server streams it
                 for recorder in recorders:
-                    recorder.consumed = None
+                    recorder.stop_recording()
 
             close_callbacks = exchange.close_callbacks
             outgoing: Iterable[bytes] | None = None
@@ -434,11 +434,12 @@ class DeferMiddleware:
     ) -> Response:
         """Run one callback under ``on_callback_error='log'``: on error, log and roll back.
 
-        *recorders* are the bodies that keep what callbacks read, so that a failed
-        callback's reads can be undone: first the application's, then any added
-        here. Not when the application's own iterable raised while the callback
-        read it: that is the application failing, and no rollback gives its body
-        back. The error propagates, as it does without deferware.
+        *recorders* are the bodies that keep what callbacks read, so that reading
+        consumes nothing: first the application's, then any added here. A failed
+        callback is undone, except when the application's own iterable raised
+        while the callback read it: that is the application failing, and no
+        rollback gives its body back. The error propagates, as it does without
+        deferware.
         """
         app_iter = response.app_iter
         if not isinstance(app_iter, (AppBody, list, tuple)):
@@ -467,9 +468,6 @@ class DeferMiddleware:
                 describe(func),
             )
             response = _roll_back(saved, response, dropped, func)
-            rewound = response.app_iter
-            if isinstance(rewound, AppBody) and rewound.consumed is not None and rewound not in recorders:
-                recorders.append(rewound)
         return response
 
 
@@ -597,13 +595,11 @@ def _roll_back(
     response, status, headerlist, app_iter, items = saved
     if current is not response:
         dropped.append(current.app_iter)
-    started = isinstance(app_iter, AppBody) and app_iter.started
-    if response.app_iter is not app_iter or started or (items is not None and app_iter != items):
+    # What the callback read of an AppBody needs no undoing: reading it while
+    # recording consumes nothing (see iterators._Recorder).
+    if response.app_iter is not app_iter or (items is not None and app_iter != items):
         dropped.append(response.app_iter)
-        if started:
-            # The callback read the body: what it read was kept.
-            app_iter = app_iter.rewound()
-        elif items is not None:
+        if items is not None:
             app_iter = items  # the list as it was, not as the callback left it
         response.app_iter = app_iter
     checked = CheckedHeaders(headerlist)

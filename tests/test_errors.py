@@ -267,6 +267,39 @@ def test_logged_error_after_going_over_the_body_sends_it_once_and_whole(
     assert "after going over the body" in caplog.text
 
 
+def _fail(response):
+    raise Boom("a callback failed")
+
+
+def _peek_without_putting_back(response):
+    next(iter(response.app_iter))
+
+
+@pytest.mark.parametrize(
+    "callbacks",
+    [
+        [_peek_then_fail, _measure_then_read_all],
+        [_peek_without_putting_back, _fail],
+        [_peek_without_putting_back],
+        [_fail, _peek_without_putting_back, _iter_only],
+    ],
+    ids=["failed-reader-then-reader", "reader-then-failure", "reader", "failure-then-readers"],
+)
+def test_under_log_reading_the_body_consumes_none_of_it_whatever_fails(
+    callbacks, shape, make_app, wrap, drive, caplog
+):
+    # The body the server gets must not depend on whether some other callback
+    # failed: under "log", reading the application's body never consumes it.
+    def register(environ):
+        for callback in callbacks:
+            after_this_request(callback)
+
+    with caplog.at_level(logging.ERROR, logger="deferware"):
+        sent = drive(wrap(make_app(shape, during=register), on_callback_error="log"))
+
+    assert sent.body == b"hello world"
+
+
 class Transform:
     """A body wrapper a callback sets (a compressor, say): iterates what it wraps."""
 
