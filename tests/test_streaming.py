@@ -180,9 +180,9 @@ def _peek_then_fail(response):
 @pytest.mark.parametrize("before", [None, _peek_then_fail], ids=["wrapper-only", "after-a-rollback"])
 def test_a_body_streamed_through_a_callbacks_wrapper_is_not_kept_under_the_log_policy(before):
     # Under on_callback_error="log" the chunks a callback reads are kept while
-    # callbacks run, so that a failed one can be undone; once they ran, the body
-    # streams and nothing is kept (16 MiB streamed here, in distinct chunks),
-    # also when it streams from a body rewound after a failed callback's read.
+    # callbacks run, so that reading consumes nothing; once they ran, the body
+    # streams and nothing more is kept (16 MiB streamed here, in distinct
+    # chunks), also when a failed callback read part of it first.
     import tracemalloc
 
     chunk_size, count = 16 * 1024, 1024
