@@ -223,8 +223,9 @@ def run_close_callbacks(registry: Registry, phase: int = CLOSED) -> None:
                     describe(func),
                 )
     finally:
-        Registry.forget(callbacks)
-        registry.close_callbacks = REFUSE_CLOSE_CALLBACKS[phase]  # later ones: refused, not stored
+        # The environ may outlive the request: the list that ran goes, and later
+        # registrations are refused without being stored.
+        registry.close_callbacks = REFUSE_CLOSE_CALLBACKS[phase]
 
 
 class ClosingIterable:

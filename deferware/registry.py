@@ -125,12 +125,6 @@ class Registry:
             items.append(_SEAL)
         return items
 
-    @staticmethod
-    def forget(items: list[Any]) -> None:
-        """Drop the entries before the seal once they ran: the environ, and so
-        the registry, may outlive the request."""
-        del items[: items.index(_SEAL)]
-
 
 class _Refusing(list):  # type: ignore[type-arg]
     """A finished callback list: refuses every append, and so never grows."""
