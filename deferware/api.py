@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, overload
 
-from .registry import WRITTEN, current_registry, lookup, too_late
+from .registry import lookup
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -25,9 +25,10 @@ CloseCallback = Callable[[], object]
 _R = TypeVar("_R", bound=ResponseCallback)
 _C = TypeVar("_C", bound=CloseCallback)
 
-# co_flags bits of ``async def`` functions and async generators: checking them on
-# ``__code__`` is ~5x cheaper than inspect.iscoroutinefunction for plain functions.
+# co_flags of functions whose call returns something to drive (an awaitable or
+# a generator) instead of running the body: nothing would ever drive it.
 _ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+_DEFERRED_FLAGS = _ASYNC_FLAGS | inspect.CO_GENERATOR
 
 
 class _Omitted:
@@ -46,42 +47,49 @@ class _Omitted:
 
 _OMITTED: Any = _Omitted()
 
-#: ``current_registry.get``, bound once: after_this_request runs it on every registration.
-_active = current_registry.get
-
 
 def check_callback(func: object, api: str) -> None:
-    """Raise ``TypeError`` unless *func* can be called synchronously."""
+    """Raise ``TypeError`` unless calling *func* runs it (synchronously)."""
     code = getattr(func, "__code__", None)
     if code is not None:
-        if code.co_flags & _ASYNC_FLAGS:
-            raise _async_error(func, api)
-        return
-    if not callable(func):
-        if func is None:
-            hint = (
-                f" Pass the function itself, not the result of calling it: {api}(flush), not {api}(flush())."
-            )
-        elif isinstance(func, dict):  # an environ passed positionally: not worth printing whole
-            raise TypeError(
-                f"{api}() needs a callable, got a dict. To name the request's environ, pass it "
-                f"as a keyword: @{api}(environ=environ), or {api}(func, environ=environ)."
-            )
-        else:
-            hint = f" Pass a function, e.g. @{api} on a def."
-        raise TypeError(f"{api}() needs a callable, got {func!r} of type {type(func).__name__}.{hint}")
-    call = getattr(func, "__call__", None)  # noqa: B004 - an object whose __call__ is async
-    for candidate in (func, call):
-        if inspect.iscoroutinefunction(candidate) or inspect.isasyncgenfunction(candidate):
-            raise _async_error(func, api)
+        flags = code.co_flags
+    elif callable(func):  # a partial, a method, an object with __call__: inspect sees through them
+        call = getattr(func, "__call__", None)  # noqa: B004 - an object whose __call__ is async
+        flags = _flags(func) | _flags(call)
+    else:
+        raise _not_callable(func, api)
+    if flags & _DEFERRED_FLAGS:
+        kind, what = (
+            ("generator", "a generator") if flags & inspect.CO_GENERATOR else ("async", "a coroutine")
+        )
+        raise TypeError(
+            f"{api}() cannot take the {kind} function {func!r}: calling it only creates "
+            f"{what}, which nothing would run (WSGI responses are finished synchronously). "
+            "Register a plain (def) function; it may start other work itself."
+        )
 
 
-def _async_error(func: object, api: str) -> TypeError:
-    return TypeError(
-        f"{api}() cannot take the async function {func!r}: WSGI responses are finished "
-        "synchronously, so nothing would await it. Register a plain (def) function; "
-        "it may start async work itself if it must."
-    )
+def _flags(obj: object) -> int:
+    if inspect.isgeneratorfunction(obj):
+        return inspect.CO_GENERATOR
+    if inspect.iscoroutinefunction(obj) or inspect.isasyncgenfunction(obj):
+        return inspect.CO_COROUTINE
+    return 0
+
+
+def _not_callable(func: object, api: str) -> TypeError:
+    if func is None:
+        hint = f"Pass the function itself, not the result of calling it: {api}(flush), not {api}(flush())."
+    elif isinstance(func, dict):  # an environ passed positionally: not worth printing whole
+        return TypeError(
+            f"{api}() needs a callable, got a dict. To name the request's environ, pass it as "
+            f"a keyword: @{api}(environ=environ), or {api}(func, environ=environ)."
+        )
+    elif hasattr(func, "environ"):  # a request object passed positionally
+        hint = f"To name the request, pass its environ: @{api}(environ=request.environ)."
+    else:
+        hint = f"Pass a function, e.g. @{api} on a def."
+    return TypeError(f"{api}() needs a callable, got {func!r} of type {type(func).__name__}. {hint}")
 
 
 @overload
@@ -102,7 +110,8 @@ def after_this_request(
         the current context (the one ``DeferMiddleware`` is handling).
     :returns: *func* unchanged, so it works as a decorator; with *func* omitted,
         a decorator (``@after_this_request(environ=request.environ)``).
-    :raises TypeError: *func* is not callable, or is an ``async def``.
+    :raises TypeError: *func* is not callable, or is an ``async def`` or a
+        generator function.
     :raises NoActiveRequest: there is no request handled by ``DeferMiddleware``.
     :raises ResponseAlreadyStarted: the status and headers were already handed
         to the server, so the callback could never run.
@@ -119,20 +128,8 @@ def after_this_request(
     """
     if func is _OMITTED:
         return lambda f: after_this_request(f, environ=environ)
-    # Flattened (no helper calls on the common path): this runs on every
-    # registration, and its cost is most of what one callback costs.
-    try:
-        if func.__code__.co_flags & _ASYNC_FLAGS:
-            check_callback(func, "after_this_request")
-    except AttributeError:  # no code object: a partial, a callable object, a builtin
-        check_callback(func, "after_this_request")
-    registry = _active(None) if environ is None else None
-    if registry is None:
-        registry = lookup(environ, "after_this_request")
-    callbacks = registry.callbacks
-    callbacks.append(func)
-    if registry.phase > WRITTEN and too_late(callbacks, func):
-        registry.refuse_callback(func)
+    check_callback(func, "after_this_request")
+    lookup(environ, "after_this_request").add_callback(func)
     return func
 
 
@@ -155,7 +152,8 @@ def call_on_close(
     :param func: a callable taking no arguments; its return value is ignored.
     :param environ: the request's WSGI environ; by default the active request.
     :returns: *func* unchanged (or a decorator, with *func* omitted).
-    :raises TypeError: *func* is not callable, or is an ``async def``.
+    :raises TypeError: *func* is not callable, or is an ``async def`` or a
+        generator function.
     :raises NoActiveRequest: there is no request handled by ``DeferMiddleware``.
     :raises ResponseAlreadyStarted: the close callbacks already ran, or the
         response was handed to the server without a close hook (no close
@@ -163,7 +161,10 @@ def call_on_close(
         could never run.
 
     Close callbacks run exactly once each, in registration order. One that
-    raises is logged on the ``"deferware"`` logger and the rest still run. Example::
+    raises an ``Exception`` is logged on the ``"deferware"`` logger and the rest
+    still run; one that raises any other ``BaseException`` (``SystemExit``,
+    ``gevent.Timeout``) does not stop the rest either, and the first such
+    exception is re-raised once they all ran. Example::
 
         call_on_close(lambda: audit_log.flush())
     """

@@ -1,189 +1,158 @@
-"""The iterables deferware hands on: the application's body, primed and
-context-bound, and the outgoing iterable whose ``close()`` finishes the request.
+"""The bodies deferware hands on, and what their ``close()`` finishes.
 
-Both are classes with an explicit, idempotent ``close()``, never generators: a
-generator-based wrapper that is closed before it started never runs its
-``finally`` and so skips the inner ``close()`` (PEP 3333 requires that
-``close()`` of the application's iterable runs on every path).
+:class:`RequestBody` wraps a body so that each step the server pulls, and its
+``close()``, run as part of the request: the request's registry is bound in the
+context and the environ around them, so application code in a later chunk
+finds its request by either form, and a context it copies there carries it. It
+is a class with an explicit, idempotent ``close()``, never a generator: a
+generator-based wrapper closed before it started never runs its ``finally``
+and so skips the inner ``close()``, which PEP 3333 requires on every path.
 
-The application's code runs in the context the server calls it in, as it does
-without deferware, never in a copied context (where a ``ContextVar.reset``
-token the application made in one chunk would be invalid in the next, which
-breaks e.g. Flask's ``stream_with_context``). Its chunks are pulled through
-:func:`~deferware.registry.pull`, which lets the application's code find its
-request without binding anything per chunk; ``close()`` runs with the request
-bound. A registration from the body therefore gets what the request's phase
-says (a close callback taken, or ``ResponseAlreadyStarted``), not
-``NoActiveRequest``.
+A body deferware does not need to wrap is handed to the server as the
+application's own, untouched.
 """
 
 from __future__ import annotations
 
 import logging
 from functools import partial
-from itertools import chain
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from .registry import _SEAL, CLOSED, REFUSE_CLOSE_CALLBACKS, Registry, current_registry, pull
+from .registry import Registry, bind, unbind
 from .responses import describe
 
-__all__ = ["AppBody", "ClosingIterable", "close_all", "run_close_callbacks"]
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+__all__ = ["RequestBody", "close_all", "prime", "run_close_callbacks", "unique_bodies"]
 
 logger = logging.getLogger("deferware")
 
-
-def _close_bound(registry: Registry | None, close: Callable[[], object]) -> None:
-    """Call *close* with *registry* active (None: as it is)."""
-    if registry is None:
-        close()
-        return
-    token = current_registry.set(registry)
-    try:
-        close()
-    finally:
-        current_registry.reset(token)
+#: How much of a file-like body is read per chunk. A file object iterates by
+#: lines: a binary file without newlines would be one chunk of its whole size.
+BLOCK_SIZE = 64 * 1024
 
 
-class AppBody:
-    """The application's body as the response sees it.
+def open_body(iterable: Iterable[bytes]) -> Iterator[bytes]:
+    """Start iterating a body; a file-like one (what uWSGI's ``wsgi.file_wrapper``
+    returns) is read in blocks, not by lines."""
+    read = getattr(iterable, "read", None)
+    if read is not None and not isinstance(iterable, (list, tuple)):
+        return iter(partial(read, BLOCK_SIZE), b"")
+    return iter(iterable)
 
-    Yields *head* (data passed to ``write()`` and chunks pulled while waiting for
-    a lazy ``start_response``) and then the rest of the application's iterator,
-    each later chunk pulled as a step of *registry*'s request (see
-    :func:`~deferware.registry.pull`; None: the iterator is pulled so already).
-    ``close()`` closes the application's iterable exactly once, with *registry*
-    active.
+
+def prime(app_iter: Iterable[bytes], started: Callable[[], bool], head: list[bytes]) -> Iterator[bytes]:
+    """Pull chunks of a lazy application until *started* says it called
+    ``start_response``; they are appended to *head*. Returns the started
+    iterator. Like Werkzeug's ``run_wsgi_app``, this stops at the first chunk
+    after ``start_response``, so a streaming application stays streamed."""
+    iterator = open_body(app_iter)
+    for chunk in iterator:
+        head.append(chunk)
+        if started():
+            break
+    return iterator
+
+
+class RequestBody:
+    """A body whose steps and ``close()`` run as part of one request.
+
+    Yields *head* (chunks pulled while priming, data buffered from ``write()``),
+    then the rest of *iterable* (from *iterator*, if priming started it).
+    ``close()`` runs once, however often it is called: it closes *iterable*,
+    then every iterable given to :meth:`close_also`, each once and each even if
+    another raised, and, if :meth:`finish_request` was called, the request's
+    close callbacks; the first error is re-raised after all of that ran.
     """
 
     __slots__ = (
-        "_iterator", "_kept", "_live", "_registry", "app_iter", "closed", "consumed",
-        "failed", "head", "started",
+        "_also", "_environ", "_finishes", "_head", "_iterator", "_registry", "closed", "iterable",
+        "pulled",
     )  # fmt: skip
 
     def __init__(
         self,
-        app_iter: Iterable[bytes],
-        head: list[bytes] | None,
-        iterator: Iterator[bytes] | None,
-        registry: Registry | None,
+        iterable: Iterable[bytes],
+        registry: Registry,
+        environ: WSGIEnvironment,
+        head: list[bytes] | None = None,
+        iterator: Iterator[bytes] | None = None,
     ) -> None:
-        self.app_iter = app_iter
-        self.head = head
-        #: The application's iterator once priming started it, else None.
-        self._iterator = iterator
+        self.iterable = iterable
         self._registry = registry
-        self.started = False
+        self._environ = environ
+        self._head = head
+        self._iterator = iterator
+        self._also: list[Any] = []
+        self._finishes = False
+        #: Pulls so far (head chunks included): what was pulled cannot be given back.
+        self.pulled = 0
         self.closed = False
-        #: A list under ``on_callback_error="log"`` while callbacks run: reading
-        #: the body then consumes none of it (see _Recorder), so a failed
-        #: callback's reads need no undoing. ``stop_recording`` ends that.
-        self.consumed: list[bytes] | None = None
-        #: The chunks callbacks read, once recording stopped: sent first.
-        self._kept: list[bytes] | None = None
-        #: The one iterator reads go through while recording.
-        self._live: Iterator[bytes] | None = None
-        #: True once the application's iterable raised while recording: the
-        #: application failed, which no rollback of a callback can undo. (A flag,
-        #: not the exception: its traceback would hold this body in a cycle.)
-        self.failed = False
 
     @property
     def untouched(self) -> bool:
-        """True if the application's iterable can be handed on as it is."""
-        return not self.head and self._iterator is None and not self.started
+        """Whether the application's iterable can still go out as it is."""
+        return not (self._head or self._iterator is not None or self.pulled or self.closed)
 
     def __iter__(self) -> Iterator[bytes]:
-        self.started = True
-        if self.consumed is not None:
-            return _Recorder(self)
-        if self._live is not None:  # callbacks read it while recording: they consumed nothing
-            return chain(self._kept or (), self._live)
-        return self._open()
+        return self._steps()
 
-    def stop_recording(self) -> None:
-        """The callbacks are done: from now on the body is read on (the chunks
-        they read first), keeping nothing more."""
-        self._kept = self.consumed
-        self.consumed = None
+    def _steps(self) -> Iterator[bytes]:
+        head = self._head
+        while head:
+            self.pulled += 1
+            yield head.pop(0)
+        registry, environ = self._registry, self._environ
+        while not self.closed:
+            self.pulled += 1  # counted before: a pull that fails advanced the body too
+            bound = bind(registry, environ)
+            try:
+                iterator = self._iterator
+                if iterator is None:
+                    iterator = self._iterator = open_body(self.iterable)
+                chunk = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                unbind(environ, bound)
+            yield chunk
 
-    def _open(self) -> Iterator[bytes]:
-        iterator = self._iterator
-        if iterator is None:
-            iterator = iter(self.app_iter)
-        registry = self._registry
-        if registry is not None:
-            return pull(registry, self.head, iterator)
-        return chain(self.head, iterator) if self.head else iterator
+    def close_also(self, iterables: Iterable[Any]) -> None:
+        """Close *iterables* too, after this body's own (see :func:`unique_bodies`)."""
+        self._also.extend(iterables)
+
+    def finish_request(self) -> None:
+        """Make ``close()`` run the request's close callbacks: this is what the server gets."""
+        self._finishes = True
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        close = getattr(self.app_iter, "close", None)
-        if close is not None:
-            _close_bound(self._registry, close)
-
-
-class _Recorder:
-    """One pass over an :class:`AppBody` while callbacks run under
-    ``on_callback_error="log"``.
-
-    The application's body is read once, through the body's one live iterator;
-    each chunk is kept in ``consumed`` and every pass starts at the first
-    chunk, taking those kept before reading on. So reading consumes nothing:
-    however often a callback goes over the body, and whether it then fails or
-    not, the body goes on whole (the server's pass too, see
-    ``AppBody.__iter__``). An error from the application's iterable is noted
-    (``failed``). Python per chunk, but only on that path.
-    """
-
-    __slots__ = ("_body", "_index", "_kept")
-
-    def __init__(self, body: AppBody) -> None:
-        self._body = body
-        self._kept: list[bytes] = body.consumed  # type: ignore[assignment] # a list while recording
-        self._index = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        kept = self._kept
-        index = self._index
-        if index < len(kept):
-            self._index = index + 1
-            return kept[index]
-        body = self._body
+        others = unique_bodies([self, *self._also])[1:]
+        self._also = []
+        closers = [close for item in (self.iterable, *others) if (close := getattr(item, "close", None))]
+        bound = bind(self._registry, self._environ)
         try:
-            live = body._live
-            if live is None:  # opened here, so that an error opening it is noted too
-                live = body._live = body._open()
-            chunk = next(live)
-        except StopIteration:
-            raise
-        except Exception:
-            body.failed = True
-            raise
-        if body.consumed is kept:  # still recording (the server streams what follows)
-            kept.append(chunk)
-            self._index = index + 1
-        return chunk
+            try:
+                close_all(closers)
+            finally:
+                if self._finishes:
+                    run_close_callbacks(self._registry)
+        finally:
+            unbind(self._environ, bound)
 
 
-def prime(app_iter: Iterable[bytes], registry: Any, head: list[bytes]) -> Iterator[bytes]:
-    """Pull chunks of a lazy application until it has called ``start_response``.
-
-    Pulled chunks are appended to *head*; the started iterator is returned (it
-    may be exhausted). Like Werkzeug's ``run_wsgi_app``, this stops at the first
-    chunk after ``start_response``, so a streaming app is not buffered. The
-    caller closes *app_iter* if this raises.
-    """
-    iterator = iter(app_iter)
-    for chunk in iterator:
-        head.append(chunk)
-        if registry.status is not None:
-            break
-    return iterator
+def unique_bodies(bodies: Iterable[Any]) -> list[Any]:
+    """Each of *bodies* once, by identity, in order, without None and without an
+    iterable that a :class:`RequestBody` among them wraps (its close() covers it)."""
+    found: list[Any] = []
+    for item in bodies:
+        if item is not None and all(item is not other for other in found):
+            found.append(item)
+    wrapped = [item.iterable for item in found if type(item) is RequestBody]
+    return [item for item in found if all(item is not inner for inner in wrapped)]
 
 
 def close_all(closers: Iterable[Callable[[], object]]) -> None:
@@ -196,80 +165,39 @@ def close_all(closers: Iterable[Callable[[], object]]) -> None:
             if error is None:
                 error = exc
     if error is not None:
-        raise error
-
-
-def run_close_callbacks(registry: Registry, phase: int = CLOSED) -> None:
-    """Seal and run the close callbacks, each once, logging (not raising) errors."""
-    registry.phase = phase
-    callbacks = Registry.seal(registry.close_callbacks)
-    try:
-        for func in callbacks:
-            if func is _SEAL:
-                break
-            try:
-                result = func()
-            except Exception:
-                logger.exception(
-                    "call_on_close callback %s raised; the remaining close callbacks still run.",
-                    describe(func),
-                )
-                continue
-            if hasattr(result, "__await__"):
-                getattr(result, "close", lambda: None)()  # nothing will await it: close it
-                logger.error(
-                    "call_on_close callback %s returned an awaitable, which nothing will "
-                    "await; it was closed unrun. Register a plain (def) function.",
-                    describe(func),
-                )
-    finally:
-        # The environ may outlive the request: the list that ran goes, and later
-        # registrations are refused without being stored.
-        registry.close_callbacks = REFUSE_CLOSE_CALLBACKS[phase]
-
-
-class ClosingIterable:
-    """What the server gets when deferware must see ``close()``.
-
-    Iterates *iterable* as the request's steps (see
-    :func:`~deferware.registry.pull`), unless *bind* is false: an
-    :class:`AppBody` does that itself. ``close()`` runs once, however often it is
-    called: it closes the iterables in *closers* with the request active (the
-    first error is re-raised after everything ran, as the application's own
-    ``close()`` error would be without deferware), then runs the request's
-    close callbacks.
-    """
-
-    __slots__ = ("_bind", "_closed", "_closers", "_iterable", "_registry")
-
-    def __init__(
-        self,
-        iterable: Iterable[bytes],
-        closers: list[Callable[[], object]],
-        registry: Registry,
-        bind: bool,
-    ) -> None:
-        self._iterable = iterable
-        self._closers = closers
-        self._registry = registry
-        self._bind = bind
-        self._closed = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        if not self._bind:
-            return iter(self._iterable)
-        return pull(self._registry, None, iter(self._iterable))
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
         try:
-            _close_bound(self._registry, partial(close_all, self._closers))
+            raise error
         finally:
-            self._closers = []
-            run_close_callbacks(self._registry)
-            # The registry holds the server's write() and start_response, the server holds the
-            # environ, the environ holds the registry: break the cycle.
-            self._registry.server_write = None  # type: ignore[attr-defined]
-            self._registry.server_start_response = None  # type: ignore[attr-defined]
+            error = None  # the traceback would hold this frame, and the frame the error
+
+
+def run_close_callbacks(registry: Registry) -> None:
+    """Run the close callbacks, each once, in order, also those added meanwhile.
+
+    An ``Exception`` is logged and the rest run. Any other ``BaseException``
+    (``SystemExit``, ``gevent.Timeout``) does not stop the rest either; the
+    first one is re-raised once all ran.
+    """
+    error: BaseException | None = None
+    while (func := registry.next_close_callback()) is not None:
+        try:
+            result = func()
+        except Exception:
+            logger.exception("call_on_close callback %s raised; the others still run.", describe(func))
+            continue
+        except BaseException as exc:  # noqa: BLE001 - re-raised once the others ran
+            if error is None:
+                error = exc
+            continue
+        if hasattr(result, "__await__"):
+            getattr(result, "close", lambda: None)()  # nothing will await it: close it
+            logger.error(
+                "call_on_close callback %s returned an awaitable, which nothing awaits; it was "
+                "closed unrun. Register a plain (def) function.",
+                describe(func),
+            )
+    if error is not None:
+        try:
+            raise error
+        finally:
+            error = None

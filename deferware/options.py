@@ -36,8 +36,8 @@ class Option:
         )
 
     def parse(self, text: str) -> str:
-        """Parse an ini string strictly: surrounding blanks and case are ignored,
-        nothing else is guessed. An error quotes the text as written."""
+        """Parse a value strictly: surrounding blanks and case are ignored,
+        nothing else is guessed. An error quotes the value as written."""
         if not isinstance(text, str):
             return self.check(text)
         return self.check(text.strip().lower(), given=text)
@@ -62,8 +62,9 @@ OPTIONS: dict[str, Option] = {
 
 
 def from_keywords(**values: Any) -> dict[str, str]:
-    """Check keyword option values; unset options get their defaults."""
-    return {name: option.check(values.get(name, option.default)) for name, option in OPTIONS.items()}
+    """Check keyword option values as strictly as ini ones (the same parser, so
+    the two paths accept the same values); unset options get their defaults."""
+    return {name: option.parse(values.get(name, option.default)) for name, option in OPTIONS.items()}
 
 
 def from_ini(local_conf: Mapping[str, str], global_conf: Mapping[str, str]) -> dict[str, str]:

@@ -1,14 +1,9 @@
-"""WebOb glue: building the ``webob.Response`` callbacks see, and checking what
-they leave in it before it reaches the server.
+"""WebOb glue: the ``webob.Response`` callbacks see, the checks on what they
+leave in it, and what finally goes to the server.
 
-``webob.Response(status=..., headerlist=..., app_iter=...)`` costs microseconds,
-mostly in its status setter, which tries ``int(status)`` and takes the
-exception path for every ``"200 OK"``. The status and headers here come
-straight from ``start_response`` and are re-emitted as they are, so
-:func:`build_response` sets the instance state that constructor would set,
-directly. That relies on WebOb internals, so it is checked once at import
-against the public constructor (falling back to it on any difference) and
-pinned by a test comparing the two on WebOb's public behaviour.
+:func:`build_response` is the only code in deferware that touches WebOb
+internals; everything else reads and writes responses through WebOb's public
+properties.
 """
 
 from __future__ import annotations
@@ -21,23 +16,24 @@ from webob import Response
 from .exceptions import InvalidHeader
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse  # noqa: F401
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import WSGIEnvironment
 
-__all__ = ["FAST_BUILD", "CheckedHeaders", "build_response", "check_response", "describe"]
+__all__ = ["HeaderCheck", "build_response", "describe", "outgoing", "send_itself"]
 
-_new = Response.__new__
+Headers = list[tuple[str, str]]
 
 
-def _public_response(status: str, headerlist: list[tuple[str, str]], app_iter: Iterable[bytes]) -> Response:
+def _public_response(status: str, headerlist: Headers, app_iter: Iterable[bytes]) -> Response:
     return Response(status=status, headerlist=headerlist, app_iter=app_iter)
 
 
-def _fast_response(status: str, headerlist: list[tuple[str, str]], app_iter: Iterable[bytes]) -> Response:
-    response = _new(Response)
-    # Exactly the attributes Response.__init__ sets for (status, headerlist,
-    # app_iter). Plain attribute stores: cheaper than going through __dict__.
-    # WebOb's status and headerlist getters return _status and _headerlist as
-    # they are; the middleware reads those two back (see DeferMiddleware._finish).
+def _direct_response(status: str, headerlist: Headers, app_iter: Iterable[bytes]) -> Response:
+    # WebOb's constructor parses the status through int(), which fails for every
+    # "200 OK" and takes the slow exception path; the status here came from
+    # start_response and goes out as it is, so the instance state the
+    # constructor would set is set directly. A test compares the two.
+    response = Response.__new__(Response)
     response._status = status  # type: ignore[attr-defined]
     response._headers = None  # type: ignore[attr-defined]
     response._headerlist = headerlist  # type: ignore[attr-defined]
@@ -46,56 +42,21 @@ def _fast_response(status: str, headerlist: list[tuple[str, str]], app_iter: Ite
     return response
 
 
-def _fast_path_matches() -> bool:
-    """True if the shortcut yields the same instance state as WebOb's constructor."""
+def _same_as_constructor() -> bool:
     args = ("404 Not Found", [("Content-Type", "text/plain")], [b"x"])
     try:
-        return vars(_fast_response(*args)) == vars(_public_response(*args))
-    except Exception:  # noqa: BLE001 # pragma: no cover - only on a WebOb that changed shape
+        return vars(_direct_response(*args)) == vars(_public_response(*args))
+    except Exception:  # noqa: BLE001 # pragma: no cover - a WebOb that changed shape
         return False
 
 
-#: Builds the ``webob.Response`` callbacks see, sharing (not copying) the
-#: header list and iterable the application produced.
-build_response = _fast_response if _fast_path_matches() else _public_response
-#: True when :func:`build_response` is the shortcut (the middleware inlines it then).
-FAST_BUILD = build_response is _fast_response
-
-# RFC 9110 token characters for names; values: visible latin-1 plus space and tab.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
-# Header names already known to be tokens: the common names, and the names
-# callbacks set, added once the regular expression accepted them (a set lookup
-# is a fifth of a regex match). Bounded, so that names made up per request
-# cannot grow it without end; adding is atomic under the GIL.
-_KNOWN_NAMES = set(
-    (
-        "Set-Cookie",
-        "Content-Type",
-        "Content-Length",
-        "Location",
-        "Cache-Control",
-        "Vary",
-        "ETag",
-        "Last-Modified",
-        "Expires",
-        "Content-Language",
-        "Content-Encoding",
-        "Content-Disposition",
-        "X-Frame-Options",
-        "X-Content-Type-Options",
-        "Strict-Transport-Security",
-        "Content-Security-Policy",
-        "Referrer-Policy",
-    )
-)
-_KNOWN_NAMES_MAX = 1024
-_WHOLE = slice(None)
-_STATUS = re.compile(r"[1-9][0-9]{2} [\t\x20-\x7e\x80-\xff]*")
+#: Builds a ``webob.Response`` over the given status, header list and body
+#: (shared, not copied): WebOb's constructor's result, checked at import.
+build_response = _direct_response if _same_as_constructor() else _public_response
 
 
 def describe(func: Any) -> str:
-    """A short, readable name for a callback in error messages."""
+    """A short, readable name for a callback in messages."""
     name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
     module = getattr(func, "__module__", None)
     if name:
@@ -103,17 +64,13 @@ def describe(func: Any) -> str:
     return repr(func)
 
 
+# RFC 9110: a name is a token; a value is visible latin-1, space and tab.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
+_STATUS = re.compile(r"[1-9][0-9]{2} [\t\x20-\x7e\x80-\xff]*")
+
+
 _ENCODE = "remove the character or encode the value (e.g. percent-encode it)"
-
-
-def _to_str(name: str, value: object) -> str:
-    """How to turn a header *value* that is not a str into one (or to leave it out)."""
-    if value is None:
-        return f"leave the header out to send none (del response.headers[{name!r}]), or give a str"
-    if isinstance(value, (bytes, bytearray)):
-        # str(b"x") would send the text "b'x'"; a header's bytes are latin-1 (PEP 3333).
-        return f"decode it (e.g. {value!r}.decode('latin-1'))"
-    return f"convert the value to str (e.g. str({value!r}))"
 
 
 def _header_problem(item: Any) -> tuple[str, str] | None:
@@ -128,170 +85,140 @@ def _header_problem(item: Any) -> tuple[str, str] | None:
         )
     if type(value) is not str:
         problem = f"header {name!r} has a {type(value).__name__} value {value!r}; values must be str"
-        return problem, _to_str(name, value)
+        if value is None:
+            return (
+                problem,
+                f"leave the header out to send none (del response.headers[{name!r}]), or give a str",
+            )
+        if isinstance(value, (bytes, bytearray)):  # str() would send the text "b'...'"
+            return problem, f"decode it (e.g. {value!r}.decode('latin-1'))"
+        return problem, f"convert the value to str (e.g. str({value!r}))"
     bad = _BAD_VALUE.search(value)
     if bad is not None:
         return (
-            f"header {name!r} has the value {value!r}, whose character {bad.group()!r} "
-            "is not allowed (CR, LF, NUL and other control characters split the "
-            "response; characters beyond latin-1 cannot be sent)",
+            f"header {name!r} has the value {value!r}, whose character {bad.group()!r} is not "
+            "allowed (CR, LF, NUL and other control characters split the response; characters "
+            "beyond latin-1 cannot be sent)",
             _ENCODE,
         )
     return None
 
 
-def _refuse(owner: Any, item: Any) -> None:
-    """Raise :class:`InvalidHeader` for *item* unless it is a safe header.
+class HeaderCheck:
+    """Checks the status and headers each callback leaves, before anything is sent.
 
-    The common case (an ASCII value without control characters, under a name
-    seen before) is decided by str methods, in C; anything else, tabs and
-    latin-1 values included, by the precise checks in ``_header_problem``.
-    """
-    if type(item) is tuple and len(item) == 2:
-        name, value = item
-        if type(value) is str and value.isascii() and value.isprintable() and type(name) is str:
-            if name in _KNOWN_NAMES:
-                return
-            if _TOKEN.fullmatch(name):
-                if len(_KNOWN_NAMES) < _KNOWN_NAMES_MAX:
-                    _KNOWN_NAMES.add(name)
-                return
-    found = _header_problem(item)
-    if found is not None:
-        problem, fix = found
-        raise InvalidHeader(
-            f"after_this_request callback {describe(owner)} set an unsafe response "
-            f"header: {problem}. Nothing was sent; {fix}."
-        )
-
-
-class CheckedHeaders(list):  # type: ignore[type-arg]
-    """The header list callbacks see: it refuses an unsafe header as it is added.
-
-    Checking on the way in costs one check per added header (rather than one per
-    header per callback), and the :class:`InvalidHeader` is raised inside the
-    callback, at the line that set the header. WebOb adds headers only with
-    ``append`` and ``extend``; the other mutators are covered too. ``owner``
-    is the callback running now, for the message.
-
-    ``changed`` is set by every mutator (every method of ``list`` that changes
-    it is overridden here), so that a header list no callback touched can be
-    handed to the server as the application's own list instead of a copy.
-    Whoever makes a ``CheckedHeaders`` sets both attributes.
+    The application's own status and headers pass as they came (as they would
+    without deferware). After a callback, only what changed is looked at: a
+    header equal to one accepted before needs no second look.
     """
 
-    __slots__ = ("changed", "owner")
-    owner: Any
-    changed: bool
+    __slots__ = ("_accepted", "_seen", "_status")
 
-    def append(self, item: Any) -> None:
-        _refuse(self.owner, item)
-        self.changed = True
-        list.append(self, item)
+    def __init__(self, status: str, headers: Headers) -> None:
+        self._status = status
+        self._seen = list(headers)  # a copy: callbacks change the response's list in place
+        self._accepted: set[Any] | None = None
 
-    def extend(self, items: Iterable[Any]) -> None:
-        items = list(items)
-        for item in items:
-            _refuse(self.owner, item)
-        self.changed = True
-        list.extend(self, items)
-
-    def insert(self, index: Any, item: Any) -> None:
-        _refuse(self.owner, item)
-        self.changed = True
-        list.insert(self, index, item)
-
-    def __setitem__(self, index: Any, value: Any) -> None:
-        if isinstance(index, slice):
-            # WebOb's ``headers[name] = value`` rewrites the whole list through a
-            # slice, ``items[:] = [the entries it keeps]``, each kept entry an
-            # equal tuple rebuilt, then appends the new entry. Setting a header
-            # the response does not have yet keeps every entry: that rewrite
-            # changes nothing, and one comparison in C says so.
-            if type(value) is not list:
-                value = list(value)  # iterated twice below
-            elif index == _WHOLE and value == self:
-                return
-            # Entries equal to one already in the list were checked when that
-            # one was added (or are the application's own): only the others
-            # are checked, found by set operations in C.
+    def __call__(self, func: Any, response: Response) -> None:
+        """Raise :class:`InvalidHeader`, naming *func*, for what it left unsafe."""
+        status = response.status
+        if status != self._status:
+            if type(status) is not str or _STATUS.fullmatch(status) is None:
+                raise InvalidHeader(
+                    f"after_this_request callback {describe(func)} set the status {status!r}, "
+                    "which is not a 3-digit code, a space and a reason phrase. Set "
+                    "response.status_code, or a status such as '404 Not Found'."
+                )
+            self._status = status
+        headers = response.headerlist
+        if headers == self._seen:
+            return
+        accepted = self._accepted
+        if accepted is None:
+            accepted = self._accepted = {item for item in self._seen if type(item) is tuple}
+        for item in headers:
             try:
-                present = set(self)
-                if not present.issuperset(value):
-                    for item in value:
-                        if item not in present:
-                            _refuse(self.owner, item)
-            except TypeError:  # an unhashable entry: check every one
-                for item in value:
-                    _refuse(self.owner, item)
-        else:
-            _refuse(self.owner, value)
-        self.changed = True
-        list.__setitem__(self, index, value)
-
-    def __iadd__(self, items: Iterable[Any]) -> CheckedHeaders:  # type: ignore[misc]
-        self.extend(items)
-        return self
-
-    # The mutators that only remove or reorder: nothing to check, but a change.
-
-    def __delitem__(self, index: Any) -> None:
-        self.changed = True
-        list.__delitem__(self, index)
-
-    def __imul__(self, count: Any) -> CheckedHeaders:  # type: ignore[misc]
-        self.changed = True
-        return list.__imul__(self, count)
-
-    def pop(self, index: Any = -1) -> Any:
-        self.changed = True
-        return list.pop(self, index)
-
-    def remove(self, item: Any) -> None:
-        self.changed = True
-        list.remove(self, item)
-
-    def clear(self) -> None:
-        self.changed = True
-        list.clear(self)
-
-    def sort(self, *args: Any, **kwargs: Any) -> None:
-        self.changed = True
-        list.sort(self, *args, **kwargs)
-
-    def reverse(self) -> None:
-        self.changed = True
-        list.reverse(self)
+                if item in accepted:
+                    continue
+            except TypeError:  # unhashable: not a tuple of str either
+                pass
+            found = _header_problem(item)
+            if found is not None:
+                raise InvalidHeader(
+                    f"after_this_request callback {describe(func)} set an unsafe response "
+                    f"header: {found[0]}. Nothing was sent; {found[1]}."
+                )
+            accepted.add(item)
+        self._seen = list(headers)
 
 
-def check_response(
-    response: Response, func: Any, trusted: dict[int, object], originals: Iterable[object]
-) -> None:
-    """After *func* ran: raise :class:`InvalidHeader` if it left an unsafe status
-    or header behind, by a way :class:`CheckedHeaders` does not see (a new
-    header list, a new response). Then make its header list a checked one.
+def send_itself(response: Response, environ: WSGIEnvironment) -> Response:
+    """*response* as it sends itself, as a plain ``webob.Response``.
 
-    *trusted* maps ``id()`` to objects already accepted, holding them so that
-    their ids cannot be reused; *originals* are the application's own header
-    tuples: its own business, passed through as they would be without deferware.
+    deferware hands status, headers and body to the server directly, not through
+    ``Response.__call__`` (which would rewrite a relative ``Location``). Some
+    responses do their work there: ``webob.exc`` and Pyramid HTTP exceptions
+    build their page, and a ``conditional_response`` answers 304, 206 or 416.
+    They are run as the WSGI applications they are; a conditional response
+    keeps its own ``Location``.
+    """
+    sent: list[Any] = []
+
+    def start_response(status: str, headers: Headers, exc_info: OptExcInfo | None = None) -> Any:
+        sent[:] = (status, headers)
+        return _no_write
+
+    if type(response).__call__ is Response.__call__:  # only conditional: skip the Location rewrite
+        body = response.conditional_response_app(environ, start_response)
+    else:
+        body = response(environ, start_response)
+    if not sent:
+        _close(body)
+        raise RuntimeError(
+            f"The response {response!r} returned by an after_this_request callback did not "
+            "call start_response() when called as a WSGI application, so it cannot be sent."
+        )
+    status, headers = sent
+    if type(response).__call__ is Response.__call__:
+        own = iter([value for name, value in response.headerlist if name.lower() == "location"])
+        headers = [(n, next(own, v)) if n.lower() == "location" else (n, v) for n, v in headers]
+    return build_response(status, list(headers), body)
+
+
+def _no_write(data: bytes) -> None:
+    raise RuntimeError(
+        "A response returned by an after_this_request callback called write(); yield its body."
+    )
+
+
+def _close(iterable: object) -> None:
+    close = getattr(iterable, "close", None)
+    if close is not None:
+        close()
+
+
+def outgoing(response: Response, environ: WSGIEnvironment, app_headers: Headers) -> tuple[str, Headers, Any]:
+    """The status, header list and body that go to the server.
+
+    RFC 9110: no body on HEAD, 1xx, 204 or 304, whatever a callback left there
+    (servers send what they are given, and a keep-alive client would read it as
+    the next response). No ``Content-Length`` on 1xx and 204; on 304 and HEAD
+    only the application's own (the length a GET would have): one WebOb computed
+    from another body is not. A header list equal to the application's goes out
+    as the application's own list.
     """
     status = response.status
-    if id(status) not in trusted:
-        if type(status) is not str or _STATUS.fullmatch(status) is None:
-            raise InvalidHeader(
-                f"after_this_request callback {describe(func)} set the status {status!r}, "
-                "which is not a 3-digit code, a space and a reason phrase without "
-                "control characters. Set response.status_code or a plain status string."
-            )
-        trusted[id(status)] = status
-    headerlist = response.headerlist
-    if type(headerlist) is CheckedHeaders:
-        return
-    trusted.update((id(item), item) for item in originals)
-    for item in headerlist:
-        if id(item) not in trusted:
-            _refuse(func, item)
-    checked = CheckedHeaders(headerlist)
-    checked.owner = func
-    checked.changed = True  # not the application's list
-    response.headerlist = checked
+    headers = response.headerlist
+    body: Any = response.app_iter
+    code = status[:3]
+    if code in ("204", "304") or code[:1] == "1" or environ.get("REQUEST_METHOD") == "HEAD":
+        body = None
+        keep = [] if code == "204" or code[:1] == "1" else [i for i in app_headers if _is_length(i)]
+        headers = [item for item in headers if not _is_length(item) or item in keep]
+    if headers == app_headers:
+        return status, app_headers, body
+    return status, list(headers), body
+
+
+def _is_length(item: tuple[str, str]) -> bool:
+    return item[0].lower() == "content-length"

@@ -3,8 +3,8 @@
 Use :func:`deferred` in your own unit tests to run such code without a server
 or ``DeferMiddleware``: it activates a registry for the block (in the context,
 and in the environ you pass), and the returned :class:`Deferred` then applies
-the collected callbacks to a response you give it, with the middleware's
-semantics, and runs the close callbacks::
+the collected callbacks to a response you give it, with the middleware's own
+callback loop, and runs the close callbacks::
 
     from webob import Response
     from deferware.testing import deferred
@@ -23,11 +23,13 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
-from webob import Response
+from webob import Request, Response
 
-from .iterators import run_close_callbacks
-from .registry import _SEAL, CLOSED, ENVIRON_KEY, FINISHING, HANDED_OVER, OPEN, Registry, current_registry
-from .responses import CheckedHeaders, check_response
+from .callbacks import run_callbacks
+from .iterators import close_all, run_close_callbacks, unique_bodies
+from .options import from_keywords
+from .registry import ENVIRON_KEY, Registry, bind, unbind
+from .responses import outgoing, send_itself
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -41,72 +43,66 @@ class Deferred:
     def __init__(self, environ: WSGIEnvironment) -> None:
         self.environ = environ
         self.registry = Registry()
+        self._applied = False
+        self._closed = False
 
     @property
     def callbacks(self) -> list[Any]:
-        """The ``after_this_request`` callbacks registered so far, in order."""
-        return _pending(self.registry.callbacks)
+        """The ``after_this_request`` callbacks registered so far and not run, in order."""
+        return self.registry.callbacks
 
     @property
     def close_callbacks(self) -> list[Any]:
-        """The ``call_on_close`` callbacks registered so far, in order."""
-        return _pending(self.registry.close_callbacks)
+        """The ``call_on_close`` callbacks registered so far and not run, in order."""
+        return self.registry.close_callbacks
 
-    def apply(self, response: Response | None = None) -> Response:
-        """Run the callbacks on *response* (default: an empty ``200 OK``), as
-        ``DeferMiddleware`` would, and return the final response.
+    def apply(self, response: Response | None = None, *, on_callback_error: str = "raise") -> Response:
+        """Run the callbacks on *response* (default: an empty ``200 OK``) as
+        ``DeferMiddleware`` does, and return the response the server would get.
 
-        Order, replacement, the ``TypeError`` for a bad return value and the
-        :class:`~deferware.InvalidHeader` checks are the middleware's. Callbacks
-        run once: after this, ``after_this_request`` raises
-        :class:`~deferware.ResponseAlreadyStarted`, as after the real hand-over.
+        The middleware's own loop runs them: order, replacement (an HTTP
+        exception is sent as its page), the ``TypeError`` for a bad return value,
+        the :class:`~deferware.InvalidHeader` checks, the error policy, and no
+        body on HEAD, 1xx, 204 or 304. Callbacks run once: after this,
+        ``after_this_request`` raises :class:`~deferware.ResponseAlreadyStarted`,
+        as after the real hand-over.
         """
-        from .middleware import _replacement  # the middleware's own rule
-
+        if self._closed:
+            raise RuntimeError("Deferred.close() was already called: call apply() before close().")
+        if self._applied:
+            raise RuntimeError("Deferred.apply() was already called; callbacks run once.")
+        self._applied = True
+        log_errors = from_keywords(on_callback_error=on_callback_error)["on_callback_error"] == "log"
         if response is None:
             response = Response()
-        if self.registry.phase != OPEN:
-            if self.registry.phase == CLOSED:
-                raise RuntimeError("Deferred.close() was already called: call apply() before close().")
-            raise RuntimeError("Deferred.apply() was already called; callbacks run once.")
-        callbacks = self.registry.callbacks
-        originals = list(response.headerlist)
-        checked = CheckedHeaders(originals)
-        checked.changed = False
-        response.headerlist = checked
+        environ = {**Request.blank("/").environ, **self.environ}  # what a replacement reads
+        app_headers = list(response.headerlist)
         dropped: list[Any] = []
-        token = current_registry.set(self.registry)
-        self.registry.phase = FINISHING
+        bound = bind(self.registry, self.environ)
         try:
-            index = 0
-            while True:
-                if index == len(callbacks):
-                    Registry.seal(callbacks)
-                func = callbacks[index]
-                index += 1
-                if func is _SEAL:
-                    break
-                response.headerlist.owner = func
-                status = response.status
-                result = func(response)
-                if result is not None:
-                    response = _replacement(func, response, result, dropped)
-                check_response(response, func, {id(status): status}, originals)
+            response = run_callbacks(self.registry, response, environ, dropped, log_errors)
+            if response.conditional_response:
+                response = send_itself(response, environ)
         finally:
-            current_registry.reset(token)
-            self.registry.phase = HANDED_OVER
-            Registry.seal(callbacks)  # also when a callback raised: later ones are refused
-        response.headerlist = list(response.headerlist)
+            unbind(self.environ, bound, keep=True)
+            self.registry.drop_callbacks()  # also when a callback raised: later ones are refused
+        _, headers, body = outgoing(response, environ, app_headers)
+        if body is None:  # as the server would get it: no body on HEAD, 1xx, 204, 304
+            body = response.app_iter = []
+        response.headerlist = list(headers)
+        close_all(
+            [
+                close
+                for item in unique_bodies(dropped)
+                if item is not body and (close := getattr(item, "close", None))
+            ]
+        )
         return response
 
     def close(self) -> None:
-        """Run the close callbacks (once; errors are logged, as in the middleware)."""
+        """Run the close callbacks (once; errors as in the middleware)."""
+        self._closed = True
         run_close_callbacks(self.registry)
-
-
-def _pending(items: list[Any]) -> list[Any]:
-    end = items.index(_SEAL) if _SEAL in items else len(items)
-    return items[:end]
 
 
 @contextmanager
@@ -121,9 +117,9 @@ def deferred(environ: WSGIEnvironment | None = None) -> Iterator[Deferred]:
     if environ is None:
         environ = {}
     result = Deferred(environ)
-    environ[ENVIRON_KEY] = result.registry
-    token = current_registry.set(result.registry)
+    bound = bind(result.registry, environ)
     try:
         yield result
     finally:
-        current_registry.reset(token)
+        unbind(environ, bound, keep=True)
+    environ[ENVIRON_KEY] = result.registry

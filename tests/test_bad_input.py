@@ -395,7 +395,7 @@ def plain_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> It
     return [b"body"]
 
 
-@pytest.mark.parametrize("value", ["ignore", "LOG", "", None, True, 0])
+@pytest.mark.parametrize("value", ["ignore", "LOGS", "", None, True, 0])
 def test_bad_keyword_option_value_is_refused(value: object) -> None:
     with pytest.raises(
         ValueError,
@@ -521,7 +521,8 @@ def test_call_on_close_after_close_is_refused() -> None:
 
     run_request(register)
     with pytest.raises(
-        ResponseAlreadyStarted, match=r"call_on_close\(.*\) came too late: the response's close\(\)"
+        ResponseAlreadyStarted,
+        match=r"call_on_close\(.*\) came too late: the close callbacks of this response already ran",
     ):
         call_on_close(noop, environ=kept["environ"])
 

@@ -111,8 +111,9 @@ def test_the_context_form_from_a_body_handed_over_as_it_is_says_it_is_too_late(a
 
     assert sent.chunks == [b"first", b"second"]
     [error] = errors
-    assert "from a response body the server iterates after the hand-over" in str(error)
-    assert "too late for either kind of callback" in str(error)
+    assert "A response body handed to the server as the application's own runs after the request" in str(
+        error
+    )
 
 
 def test_call_on_close_after_close_ran_is_too_late(make_app, drive, make_environ):
@@ -125,7 +126,8 @@ def test_call_on_close_after_close_ran_is_too_late(make_app, drive, make_environ
     drive(DeferMiddleware(make_app("list", during=register)), environ)
 
     with pytest.raises(
-        ResponseAlreadyStarted, match=r"call_on_close\(.*\) came too late: .*close\(\) has already run"
+        ResponseAlreadyStarted,
+        match=r"call_on_close\(.*\) came too late: the close callbacks of this response already ran",
     ):
         call_on_close(lambda: ran.append("late"), environ=environ)
     assert ran == ["close"]

@@ -22,7 +22,6 @@ def no_webob(monkeypatch):
         raise AssertionError("a webob.Response was built")
 
     monkeypatch.setattr(deferware.middleware, "build_response", refuse)
-    monkeypatch.setattr(deferware.middleware, "_new_response", refuse)  # build_response, inlined
     monkeypatch.setattr(webob.Response, "__init__", refuse)
 
 

@@ -1,0 +1,137 @@
+"""The callback loop: runs a request's ``after_this_request`` callbacks on its
+response, with the error policy. Shared by ``DeferMiddleware`` and
+``deferware.testing``, so that both apply the same rules.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Iterable
+
+from webob import Response
+
+from .iterators import RequestBody
+from .registry import Registry
+from .responses import HeaderCheck, describe, send_itself
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+__all__ = ["run_callbacks"]
+
+logger = logging.getLogger("deferware")
+
+
+def run_callbacks(
+    registry: Registry,
+    response: Response,
+    environ: WSGIEnvironment,
+    dropped: list[Iterable[bytes]],
+    log_errors: bool = False,
+) -> Response:
+    """Run *registry*'s callbacks in order on *response*; return the final response.
+
+    Each callback gets the response the previous one left or returned. A
+    callback registered meanwhile runs too. The bodies of replaced responses are
+    appended to *dropped*, for the caller to close. With *log_errors*, a
+    callback that raises is logged and undone (see :func:`_run_logged`).
+    """
+    check = HeaderCheck(response.status, response.headerlist)
+    while (func := registry.next_callback()) is not None:
+        if log_errors:
+            response = _run_logged(func, response, registry, environ, dropped, check)
+        else:
+            response = _run(func, response, environ, dropped, check)
+    return response
+
+
+def _run(
+    func: Any, response: Response, environ: WSGIEnvironment, dropped: list[Any], check: HeaderCheck
+) -> Response:
+    """Run one callback; take its replacement, if any; check what it left."""
+    result = func(response)
+    if result is not None:
+        if not isinstance(result, Response):
+            raise _bad_return(func, result)
+        if result is not response:
+            # Every body a response had is closed at the end, once: the one
+            # replaced, and the replacement's own, should a later step fail.
+            dropped.append(response.app_iter)
+            dropped.append(result.app_iter)
+            response = result
+        if type(response).__call__ is not Response.__call__:
+            # An HTTP exception builds its page when sent: sent here, inside
+            # this callback's turn, so that its errors fall under the policy too.
+            dropped.append(response.app_iter)
+            response = send_itself(response, environ)
+            dropped.append(response.app_iter)
+    check(func, response)
+    return response
+
+
+def _run_logged(
+    func: Any,
+    response: Response,
+    registry: Registry,
+    environ: WSGIEnvironment,
+    dropped: list[Any],
+    check: HeaderCheck,
+) -> Response:
+    """Run one callback under ``on_callback_error="log"``.
+
+    On error, the response goes on as it was before the callback: its status,
+    header list and body (the reference, and a list body's items) are put back.
+    A streaming body the callback advanced cannot be put back (its chunks are
+    gone), so that error propagates, as under ``"raise"``: sending what is left
+    would lose data silently.
+    """
+    body = response.app_iter
+    if not isinstance(body, (list, tuple, RequestBody)):
+        # A body an earlier callback set: counted, so that advancing it is seen.
+        body = _count_steps(response, RequestBody(body, registry, environ))
+    pulled = body.pulled if isinstance(body, RequestBody) else 0
+    saved = (response.status, list(response.headerlist), body, list(body) if type(body) is list else None)
+    try:
+        return _run(func, response, environ, dropped, check)
+    except Exception:
+        if isinstance(body, RequestBody) and body.pulled != pulled:
+            raise
+        logger.exception(
+            "after_this_request callback %s raised; the response goes on as it was before it "
+            "(on_callback_error='log'). %s",
+            describe(func),
+            _request_line(environ),
+        )
+    status, headers, body, items = saved
+    if response.app_iter is not body:
+        dropped.append(response.app_iter)
+        response.app_iter = body
+    if items is not None:
+        body[:] = items  # type: ignore[index]
+    response.headerlist = headers
+    response.status = status
+    check(func, response)
+    return response
+
+
+def _count_steps(response: Response, counted: RequestBody) -> RequestBody:
+    headers = list(response.headerlist)
+    response.app_iter = counted  # WebOb drops the Content-Length here: the headers are put back
+    response.headerlist[:] = headers
+    return counted
+
+
+def _request_line(environ: WSGIEnvironment) -> str:
+    return f"Request: {environ.get('REQUEST_METHOD', '?')} {environ.get('PATH_INFO', '')!r}"
+
+
+def _bad_return(func: Any, result: object) -> TypeError:
+    hint = ""
+    if hasattr(result, "__await__"):
+        getattr(result, "close", lambda: None)()  # a coroutine nobody will await
+        hint = " It returned an awaitable: register a plain (def) function, not an async one."
+    return TypeError(
+        f"after_this_request callback {describe(func)} returned a {type(result).__module__}."
+        f"{type(result).__qualname__}; a callback must return None (to keep the response it was "
+        f"given, possibly changed) or a webob.Response (to replace it).{hint}"
+    )
