@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from server_procs_reliability import running_server
+from servers import running_server
 from shapes_reliability import (
     CHUNKS,
     SHAPES,
