@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, overload
 
-from .registry import lookup
+from .registry import current_registry, lookup
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -46,6 +46,7 @@ class _Omitted:
 
 
 _OMITTED: Any = _Omitted()
+_active = current_registry.get
 
 
 def check_callback(func: object, api: str) -> None:
@@ -128,8 +129,13 @@ def after_this_request(
     """
     if func is _OMITTED:
         return lambda f: after_this_request(f, environ=environ)
-    check_callback(func, "after_this_request")
-    lookup(environ, "after_this_request").add_callback(func)
+    # The common case (a plain function, the request in the context) is checked
+    # here first: this runs on every registration.
+    code = getattr(func, "__code__", None)
+    if code is None or code.co_flags & _DEFERRED_FLAGS:
+        check_callback(func, "after_this_request")
+    registry = _active(None) if environ is None else None
+    (registry or lookup(environ, "after_this_request")).add_callback(func)
     return func
 
 

@@ -37,11 +37,12 @@ def run_callbacks(
     callback that raises is logged and undone (see :func:`_run_logged`).
     """
     check = HeaderCheck(response.status, response.headerlist)
-    while (func := registry.next_callback()) is not None:
-        if log_errors:
-            response = _run_logged(func, response, registry, environ, dropped, check)
-        else:
-            response = _run(func, response, environ, dropped, check)
+    while batch := registry.take_callbacks():
+        for func in batch:
+            if log_errors:
+                response = _run_logged(func, response, registry, environ, dropped, check)
+            else:
+                response = _run(func, response, environ, dropped, check)
     return response
 
 

@@ -147,12 +147,14 @@ class RequestBody:
 def unique_bodies(bodies: Iterable[Any]) -> list[Any]:
     """Each of *bodies* once, by identity, in order, without None and without an
     iterable that a :class:`RequestBody` among them wraps (its close() covers it)."""
-    found: list[Any] = []
+    found: dict[int, Any] = {}
     for item in bodies:
-        if item is not None and all(item is not other for other in found):
-            found.append(item)
-    wrapped = [item.iterable for item in found if type(item) is RequestBody]
-    return [item for item in found if all(item is not inner for inner in wrapped)]
+        if item is not None:
+            found.setdefault(id(item), item)
+    for item in list(found.values()):
+        if type(item) is RequestBody:
+            found.pop(id(item.iterable), None)
+    return list(found.values())
 
 
 def close_all(closers: Iterable[Callable[[], object]]) -> None:
@@ -179,23 +181,24 @@ def run_close_callbacks(registry: Registry) -> None:
     first one is re-raised once all ran.
     """
     error: BaseException | None = None
-    while (func := registry.next_close_callback()) is not None:
-        try:
-            result = func()
-        except Exception:
-            logger.exception("call_on_close callback %s raised; the others still run.", describe(func))
-            continue
-        except BaseException as exc:  # noqa: BLE001 - re-raised once the others ran
-            if error is None:
-                error = exc
-            continue
-        if hasattr(result, "__await__"):
-            getattr(result, "close", lambda: None)()  # nothing will await it: close it
-            logger.error(
-                "call_on_close callback %s returned an awaitable, which nothing awaits; it was "
-                "closed unrun. Register a plain (def) function.",
-                describe(func),
-            )
+    while batch := registry.take_close_callbacks():
+        for func in batch:
+            try:
+                result = func()
+            except Exception:
+                logger.exception("call_on_close callback %s raised; the others still run.", describe(func))
+                continue
+            except BaseException as exc:  # noqa: BLE001 - re-raised once the others ran
+                if error is None:
+                    error = exc
+                continue
+            if hasattr(result, "__await__"):
+                getattr(result, "close", lambda: None)()  # nothing will await it: close it
+                logger.error(
+                    "call_on_close callback %s returned an awaitable, which nothing awaits; it was "
+                    "closed unrun. Register a plain (def) function.",
+                    describe(func),
+                )
     if error is not None:
         try:
             raise error

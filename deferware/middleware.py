@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal
 from .callbacks import run_callbacks
 from .iterators import RequestBody, prime, run_close_callbacks, unique_bodies
 from .options import from_keywords
-from .registry import Registry, bind, unbind
+from .registry import ENVIRON_KEY, Registry, current_registry
 from .responses import build_response, outgoing, send_itself
 
 if TYPE_CHECKING:
@@ -40,6 +40,9 @@ _WHY_WRITTEN = (
     "the application called write() with no after_this_request callback registered, so its "
     "status, headers and data went straight to the server"
 )
+
+_set = current_registry.set
+_reset = current_registry.reset
 
 #: The values of ``on_callback_error``.
 OnCallbackError = Literal["raise", "log"]
@@ -117,7 +120,7 @@ class Capture:
             )
         if not self.wrote:
             self.wrote = True
-            if self._registry.stop_callbacks_if_none(_WHY_WRITTEN):  # nothing to wait for: stream it
+            if self._registry.stop_if_none(True, False, _WHY_WRITTEN):  # nothing to wait for: stream it
                 self.hand_over(self.status, self.headers)
                 return self._server_write(data)
         self.head.append(data)
@@ -173,7 +176,10 @@ class DeferMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         registry = Registry()
         capture = Capture(registry, start_response)
-        bound = bind(registry, environ)
+        # registry.bind, inline: every request runs it
+        previous = environ.get(ENVIRON_KEY)
+        environ[ENVIRON_KEY] = registry
+        token = _set(registry)
         try:
             try:
                 app_iter = self.app(environ, capture.start_response)
@@ -186,10 +192,11 @@ class DeferMiddleware:
                     body = self._started(environ, registry, capture, app_iter)
                 if capture.handed_over:  # write() streamed it
                     return _finishing(body, registry, environ)
-                if registry.stop_if_idle():
+                # (A callback once registered stays until it runs: no lock needed to see one.)
+                if not registry.callbacks and registry.stop_if_none(True, True):
                     capture.hand_over(capture.status, capture.headers)  # type: ignore[arg-type]
                     return body
-                if registry.stop_callbacks_if_none():  # only close callbacks: no WebOb needed
+                if not registry.callbacks and registry.stop_if_none(True, False):  # only close ones
                     out = _finishing(body, registry, environ)
                     capture.hand_over(capture.status, capture.headers)  # type: ignore[arg-type]
                     return out
@@ -198,7 +205,9 @@ class DeferMiddleware:
                 raise
             return self._finish(environ, registry, capture, app_iter, body)
         finally:
-            unbind(environ, bound, keep=True)
+            _reset(token)
+            if isinstance(previous, Registry) and (previous.taking or previous.taking_close):
+                environ[ENVIRON_KEY] = previous  # an enclosing request's: see DeferMiddleware
 
     def _started(
         self, environ: WSGIEnvironment, registry: Registry, capture: Capture, app_iter: Iterable[bytes]
@@ -234,7 +243,7 @@ class DeferMiddleware:
                 if type(app_iter) in (list, tuple)
                 else RequestBody(app_iter, registry, environ)
             )
-        dropped: list[Any] = [body]
+        dropped: list[Any] = []  # bodies left behind, closed at the end
         response = build_response(capture.status, list(capture.headers), body)  # type: ignore[arg-type]
         capture.finishing = True
         try:
@@ -244,15 +253,14 @@ class DeferMiddleware:
                 response = send_itself(response, environ)
             status, headers, final = outgoing(response, environ, capture.headers)
         except BaseException:
-            dropped.append(response.app_iter)
-            _fail(registry, dropped)
+            _fail(registry, [body, response.app_iter, *dropped])
             raise
         finally:
             capture.finishing = False
         if final is None:  # no body may go out: what is there is closed, not sent
             dropped.append(response.app_iter)
             final = []
-        out = _outgoing_body(final, dropped, registry, environ)
+        out = _outgoing_body(final, body, dropped, registry, environ)
         try:
             capture.hand_over(status, headers)
         except BaseException:
@@ -262,7 +270,7 @@ class DeferMiddleware:
 
 
 def _outgoing_body(
-    final: Iterable[bytes], dropped: list[Any], registry: Registry, environ: WSGIEnvironment
+    final: Iterable[bytes], body: Any, dropped: list[Any], registry: Registry, environ: WSGIEnvironment
 ) -> Iterable[bytes]:
     """What the server gets: *final*, and a close() that finishes the request.
 
@@ -270,10 +278,11 @@ def _outgoing_body(
     it is: the application's own iterable if no callback touched it (so
     ``wsgi.file_wrapper`` keeps working), or a list.
     """
-    others = [
-        item for item in unique_bodies([final, *dropped]) if item is not final and hasattr(item, "close")
-    ]
-    if not others and registry.stop_close_callbacks_if_none():
+    others: list[Any] = []
+    if dropped or final is not body:  # each once, and none that a RequestBody among them closes
+        bodies = unique_bodies([final, body, *dropped])
+        others = [item for item in bodies if item is not final and hasattr(item, "close")]
+    if not others and registry.stop_if_none(False, True):
         if type(final) is RequestBody and final.untouched:
             return final.iterable
         if type(final) in (list, tuple, RequestBody):
@@ -288,7 +297,7 @@ def _outgoing_body(
 def _finishing(body: Iterable[bytes], registry: Registry, environ: WSGIEnvironment) -> Iterable[bytes]:
     """The body of a response ``write()`` handed over: the server's, with a
     close hook if a close callback is registered."""
-    if registry.stop_close_callbacks_if_none():
+    if registry.stop_if_none(False, True):
         return body
     out = body if type(body) is RequestBody else RequestBody(body, registry, environ)
     out.finish_request()

@@ -49,12 +49,12 @@ class Deferred:
     @property
     def callbacks(self) -> list[Any]:
         """The ``after_this_request`` callbacks registered so far and not run, in order."""
-        return self.registry.callbacks
+        return list(self.registry.callbacks)
 
     @property
     def close_callbacks(self) -> list[Any]:
         """The ``call_on_close`` callbacks registered so far and not run, in order."""
-        return self.registry.close_callbacks
+        return list(self.registry.close_callbacks)
 
     def apply(self, response: Response | None = None, *, on_callback_error: str = "raise") -> Response:
         """Run the callbacks on *response* (default: an empty ``200 OK``) as
