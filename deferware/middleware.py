@@ -70,12 +70,15 @@ class Capture:
         "wrote",
     )
 
+    #: Set by start_response (status first: headers are read only once it is set).
+    headers: list[tuple[str, str]]
+    #: The server's write(), once the response was handed over.
+    _server_write: Any
+
     def __init__(self, registry: Registry, server_start_response: StartResponse) -> None:
         self._registry = registry
         self._server = server_start_response
-        self._server_write: Any = None
         self.status: str | None = None
-        self.headers: list[tuple[str, str]] = []
         #: What goes out before the rest of the iterable, in order: ``write()`` data
         #: kept for the callbacks, and chunks pulled while priming a lazy start.
         self.head: list[bytes] = []
@@ -206,7 +209,7 @@ class DeferMiddleware:
             return self._finish(environ, registry, capture, app_iter, body)
         finally:
             _reset(token)
-            if isinstance(previous, Registry) and (previous.taking or previous.taking_close):
+            if previous is not None and isinstance(previous, Registry) and previous.active:
                 environ[ENVIRON_KEY] = previous  # an enclosing request's: see DeferMiddleware
 
     def _started(

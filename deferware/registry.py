@@ -83,6 +83,11 @@ class Registry:
     _why_late = _WHY_SENT
     _why_closed = _WHY_UNHOOKED
 
+    @property
+    def active(self) -> bool:
+        """Whether a registration of either kind can still be taken."""
+        return self.taking or self.taking_close
+
     def __repr__(self) -> str:
         return f"<deferware.Registry callbacks={self.callbacks!r} close_callbacks={self.close_callbacks!r}>"
 
@@ -176,7 +181,7 @@ def unbind(environ: WSGIEnvironment, bound: Bound, keep: bool = False) -> None:
     same application wrapped twice): a finished request's is not put back."""
     token, previous = bound
     current_registry.reset(token)
-    if keep and not (isinstance(previous, Registry) and (previous.taking or previous.taking_close)):
+    if keep and not (isinstance(previous, Registry) and previous.active):
         return
     if previous is None:
         environ.pop(ENVIRON_KEY, None)
