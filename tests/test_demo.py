@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -85,3 +86,28 @@ def test_demo_served_by_a_real_server() -> None:
         if process.stderr:
             process.stderr.close()
     assert process.returncode is not None
+
+
+def test_demo_prints_its_url_once_listening() -> None:
+    # Port 0: the demo picks a free port and must print the real one; the URL is
+    # printed only once the socket listens, so connecting at once must work.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "demo", "--host", "127.0.0.1", "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first_line = process.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", first_line)
+        assert match, first_line
+        response = _get(int(match.group(1)), {"Accept-Language": "fr"})
+        assert response.status == 200
+        assert (response.getheader("Set-Cookie") or "").startswith("user_lang=fr;")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout:
+            process.stdout.close()
