@@ -51,6 +51,8 @@ _IMPORT_PROBES = {
     "gunicorn-gthread": "import gunicorn.workers.gthread",
     "gunicorn-gevent": "import gunicorn.workers.ggevent",
     "cheroot": "import cheroot.wsgi",
+    "gunicorn-sync": "import gunicorn.workers.sync",
+    "uvicorn": "import uvicorn",
 }
 
 
@@ -92,9 +94,11 @@ def unavailable(kind: str) -> str | None:
     return None
 
 
-def server_command(kind: str, port: int, app: str) -> list[str]:
-    """The command line for server *kind* serving ``module:callable`` *app*."""
+def server_command(kind: str, port: int, app: str, cwd: Path = TESTS_DIR) -> list[str]:
+    """The command line for server *kind* serving ``module:callable`` *app* from *cwd*."""
     bind = f"127.0.0.1:{port}"
+    if kind == "uvicorn":  # an ASGI server
+        return [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), app]
     if kind == "waitress":
         return [sys.executable, "-m", "waitress", "--threads=8", f"--listen={bind}", app]
     if kind == "cheroot":
@@ -109,12 +113,14 @@ def server_command(kind: str, port: int, app: str) -> list[str]:
         if sys.prefix != sys.base_prefix:  # a virtualenv: the embedded Python must use it too
             command += ["--virtualenv", sys.prefix]
         return command
-    gunicorn = [sys.executable, "-m", "gunicorn", "--chdir", str(TESTS_DIR), "-b", bind, "-w", "2"]
+    gunicorn = [sys.executable, "-m", "gunicorn", "--chdir", str(cwd), "-b", bind, "-w", "2"]
     gunicorn += ["--graceful-timeout", "5", "--keep-alive", "30", "--log-level", "warning"]
     if kind == "gunicorn-gthread":
         return [*gunicorn, "-k", "gthread", "--threads", "8", app]
     if kind == "gunicorn-gevent":
         return [*gunicorn, "-k", "gevent", "--worker-connections", "128", app]
+    if kind == "gunicorn-sync":
+        return [*gunicorn[:-2], "-w", "1", "-k", "sync", app]
     raise ValueError(f"unknown server kind {kind!r}")  # pragma: no cover
 
 
@@ -172,7 +178,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def running_server(
-    kind: str, app: str, log: Path, *, env: dict[str, str] | None = None, timeout: float = 30
+    kind: str,
+    app: str,
+    log: Path,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 30,
+    cwd: Path = TESTS_DIR,
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """Run server *kind* with *app* on a free port; yield ``(port, process)``.
 
@@ -182,8 +194,8 @@ def running_server(
     port = free_port()
     with open(log, "wb") as output:
         proc = subprocess.Popen(
-            server_command(kind, port, app),
-            cwd=TESTS_DIR,
+            server_command(kind, port, app, cwd),
+            cwd=cwd,
             env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
             stdout=output,
             stderr=subprocess.STDOUT,

@@ -1,0 +1,9 @@
+"""ASGI config: as startproject makes it (deferware needs no change here)."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+
+application = get_asgi_application()

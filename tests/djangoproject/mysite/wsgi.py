@@ -1,0 +1,9 @@
+"""WSGI config: as startproject makes it (deferware needs no change here)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+
+application = get_wsgi_application()
