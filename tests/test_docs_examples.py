@@ -67,9 +67,12 @@ def test_every_example_is_included_by_a_docs_page(example):
 
 def test_docs_include_only_tested_files():
     # What a page includes is run by the tests: an example, or the demo (test_demo.py).
+    # Or the Django site test_django_project.py runs under the test Client and real servers.
+    site = ROOT / "tests" / "djangoproject"
     allowed = {path.resolve() for path in EXAMPLES} | {
         (ROOT / "demo" / "demo.ini").resolve(),
         (ROOT / "demo" / "language.py").resolve(),
+        *(path.resolve() for path in site.rglob("*.py")),
     }
     for target, pages in included_files().items():
         assert target.is_file(), f"{[str(page) for page in pages]} include a missing file {target}"
