@@ -30,6 +30,8 @@ pygments_style = "sphinx"
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
+# deferware.django imports Django, which the docs extra does not install.
+autodoc_mock_imports = ["django", "asgiref"]
 
 html_theme = "alabaster"
 html_title = f"deferware {release}"
