@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from support import EARLY_FAILURES, Counter
 from webob import Response
 
 from deferware import DeferMiddleware, after_this_request, call_on_close
@@ -70,12 +71,13 @@ def test_app_iterable_is_closed_exactly_once_on_every_path(
 
 
 def test_closing_iterable_shape_is_closed_once(make_app, wrap, drive):
-    app = make_app("closing", during=lambda environ: after_this_request(_read_body))
+    counter = Counter()
+    app = make_app("closing", counter=counter, during=lambda environ: after_this_request(_read_body))
 
     sent = drive(wrap(app))
 
     assert sent.body == b"HELLO WORLD"
-    assert app.iterable.close_calls == 1
+    assert counter.closes == 1
 
 
 def test_close_callbacks_run_once_in_order_after_the_body_is_done(shape, make_app, drive):
@@ -86,7 +88,7 @@ def test_close_callbacks_run_once_in_order_after_the_body_is_done(shape, make_ap
         call_on_close(lambda: log.append("close 2"))
         call_on_close(lambda: log.append("close 3"))
 
-    sent = drive(DeferMiddleware(make_app(shape, during=register)), log=log, close=False)
+    sent = drive(DeferMiddleware(make_app(shape, during=register)), log=log, close_times=0)
 
     assert log[-1] == ("server got", b"world")
     assert "close 1" not in log
@@ -131,10 +133,8 @@ def test_raising_close_callback_is_logged_and_the_rest_still_run(make_app, drive
     assert record.exc_info[0] is Boom
 
 
-@pytest.mark.parametrize(
-    "when", ["before_start_response", "after_start_response", "lazy_before_start_response"]
-)
-def test_close_callbacks_run_before_an_app_exception_leaves_the_middleware(when, raising_app, drive):
+@pytest.mark.parametrize("when", EARLY_FAILURES)
+def test_close_callbacks_run_before_an_app_exception_leaves_the_middleware(when, make_app, drive):
     log = []
     error = Boom("app failed")
 
@@ -142,7 +142,8 @@ def test_close_callbacks_run_before_an_app_exception_leaves_the_middleware(when,
         call_on_close(lambda: log.append("close 1"))
         call_on_close(lambda: log.append("close 2"))
 
-    app = DeferMiddleware(raising_app(when, error, during=register))
+    shape, fault = EARLY_FAILURES[when]
+    app = DeferMiddleware(make_app(shape, fault=fault, error=error, during=register))
 
     with pytest.raises(Boom) as caught:
         drive(app)

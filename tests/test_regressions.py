@@ -1,7 +1,7 @@
 """One behavioural test per bug of issue 15, each seen failing on deferware 1.0.
 
 Every test states the intended behaviour through the public API only, driven as
-a server would drive the middleware (conftest's ``drive``), through WebTest, or
+a server would drive the middleware (``support.drive``), through WebTest, or
 through a real Pyramid application. The docstring of each names its bug.
 """
 
@@ -23,6 +23,7 @@ from pyramid.config import Configurator
 from pyramid.events import NewRequest
 from pyramid.request import Request as PyramidRequest
 from pyramid.response import Response as PyramidResponse
+from support import Counter
 from webob import Response
 from webtest import TestApp
 
@@ -37,7 +38,7 @@ LENGTH = ("Content-Length", "11")
 def registering(
     *callbacks: Callable[..., Any], close: Iterable[Callable[[], object]] = ()
 ) -> Callable[..., None]:
-    """A ``during`` for conftest's ``make_app``: registers *callbacks*, then *close*."""
+    """A ``during`` for ``make_app``: registers *callbacks*, then *close*."""
 
     def during(environ: dict[str, Any]) -> None:
         for callback in callbacks:
@@ -90,15 +91,17 @@ OK = ("200 OK", [TEXT, LENGTH], BODY)
 def test_no_body_byte_goes_out_on_a_bodiless_status(app_response, callback, final, length, make_app, drive):
     """Bug 1: a 204/304 after the callbacks sends no body byte; Content-Length per RFC 9110."""
     status, headers, body = app_response
-    # The "closing" shape counts close() on the application's iterable.
-    app = make_app("closing", during=registering(callback), status=status, headers=headers, body=body)
+    counter = Counter()
+    app = make_app(
+        "closing", counter=counter, during=registering(callback), status=status, headers=headers, body=body
+    )
     # No outer validator: it refuses a Content-Type on 304, which the callback left there.
     sent = drive(DeferMiddleware(validator(app)))
 
     assert sent.status == final
     assert sent.body == b"", "a body went out on a bodiless status"
     assert sent.header("Content-Length") == length
-    assert app.iterable.close_calls == 1
+    assert counter.closes == 1
 
 
 def test_write_with_nothing_registered_goes_to_the_server_at_once(wrap, drive):
@@ -405,11 +408,12 @@ def test_generator_function_is_refused_at_registration(register, make_environ):
 
 def test_callback_closing_the_body_unread_closes_the_app_iterable_once(make_app, drive):
     """Bug 12: response.app_iter.close() in a callback, then the server's close: one close() in all."""
-    app = make_app("closing", during=registering(lambda response: response.app_iter.close()))
+    counter = Counter()
+    app = make_app("closing", counter=counter, during=registering(lambda response: response.app_iter.close()))
     # No validator: it fails any read after close(); what the server reads then is not the point here.
     drive(DeferMiddleware(app))
 
-    assert app.iterable.close_calls == 1
+    assert counter.closes == 1
 
 
 def test_raw_file_body_from_a_file_wrapper_goes_out_in_bounded_chunks(drive, make_environ):
