@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from support import EARLY_FAILURES, Counter
+from support import EARLY_FAILURES, Counted, Counter
 from webob import Response
 
 from deferware import DeferMiddleware, after_this_request, call_on_close
@@ -186,18 +186,6 @@ def test_app_close_error_propagates_but_close_callbacks_still_run(drive):
     assert log == ["closed"]
 
 
-class ClosingBody:
-    def __init__(self, name):
-        self.name = name
-        self.closed = 0
-
-    def __iter__(self):
-        return iter([self.name.encode()])
-
-    def close(self):
-        self.closed += 1
-
-
 @pytest.mark.parametrize("policy", ["raise", "log"])
 @pytest.mark.parametrize(
     "case", ["replaced-then-later-raises", "app_iter-set-then-later-raises", "replaced-badly"]
@@ -205,7 +193,7 @@ class ClosingBody:
 def test_a_body_a_callback_put_in_is_closed_once_when_a_later_step_fails(case, policy, drive, caplog):
     # The response a failing step leaves behind may carry a body a callback put
     # there (a replacement Response, or response.app_iter = ...): it is closed too.
-    app_body, replacement = ClosingBody("app"), ClosingBody("replacement")
+    app_body, replacement = Counted([b"app"]), Counted([b"replacement"])
 
     def replace(response):
         if case == "app_iter-set-then-later-raises":
@@ -231,4 +219,4 @@ def test_a_body_a_callback_put_in_is_closed_once_when_a_later_step_fails(case, p
         with caplog.at_level(logging.ERROR, logger="deferware"):
             drive(middleware)
 
-    assert (app_body.closed, replacement.closed) == (1, 1)
+    assert (app_body.close_calls, replacement.close_calls) == (1, 1)

@@ -23,7 +23,7 @@ from pyramid.config import Configurator
 from pyramid.events import NewRequest
 from pyramid.request import Request as PyramidRequest
 from pyramid.response import Response as PyramidResponse
-from support import Counter
+from support import BODY, Counter
 from webob import Response
 from webtest import TestApp
 
@@ -31,7 +31,6 @@ from deferware import DeferMiddleware, ResponseAlreadyStarted, after_this_reques
 from deferware.testing import deferred
 
 TEXT = ("Content-Type", "text/plain; charset=UTF-8")
-BODY = [b"hello", b" ", b"world"]
 LENGTH = ("Content-Length", "11")
 
 
@@ -47,19 +46,6 @@ def registering(
             call_on_close(func)
 
     return during
-
-
-def simple_app(
-    *callbacks: Callable[..., Any], body: Iterable[bytes] = BODY, close: Iterable[Callable[[], object]] = ()
-) -> Callable[..., Iterable[bytes]]:
-    """A 200 text app that registers *callbacks* (and close callbacks) and returns *body*."""
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        registering(*callbacks, close=close)(environ)
-        start_response("200 OK", [TEXT])
-        return body
-
-    return app
 
 
 def set_status(status: str, body: bytes | None = None) -> Callable[[Response], None]:
@@ -155,7 +141,7 @@ def test_conditional_response_set_by_a_callback_is_honoured(request_headers, sta
     assert result.headers["Location"] == "/next", "a relative Location must stay relative"
 
 
-def test_log_policy_body_set_by_a_callback_finds_its_request_in_later_chunks(wrap, drive):
+def test_log_policy_body_set_by_a_callback_finds_its_request_in_later_chunks(make_app, wrap, drive):
     """Bug 4a: under "log", call_on_close from a callback-set body is taken when a later callback exists."""
     log: list[Any] = []
 
@@ -167,13 +153,14 @@ def test_log_policy_body_set_by_a_callback_finds_its_request_in_later_chunks(wra
     def set_stream(response):
         response.app_iter = stream()
 
-    sent = drive(wrap(simple_app(set_stream, lambda response: None), on_callback_error="log"), log=log)
+    app = make_app("list", during=registering(set_stream, lambda response: None))
+    sent = drive(wrap(app, on_callback_error="log"), log=log)
 
     assert sent.body == b"ab"
     assert log[-3:] == [("server got", b"a"), ("server got", b"b"), "closed"]
 
 
-def test_log_policy_does_not_roll_back_a_failed_stream_into_a_truncated_body(wrap, drive):
+def test_log_policy_does_not_roll_back_a_failed_stream_into_a_truncated_body(make_app, wrap, drive):
     """Bug 4b: under "log", a stream that raised while a later callback read it propagates."""
 
     def failing_stream() -> Iterator[bytes]:
@@ -188,10 +175,12 @@ def test_log_policy_does_not_roll_back_a_failed_stream_into_a_truncated_body(wra
 
     # (1.0 already propagates a failing *application* body, see test_errors.py.)
     with pytest.raises(LookupError, match="the stream failed"):
-        drive(wrap(simple_app(set_stream, read), on_callback_error="log"))
+        drive(wrap(make_app("list", during=registering(set_stream, read)), on_callback_error="log"))
 
 
-def test_log_policy_covers_a_replacement_that_fails_while_it_is_sent(wrap, drive, make_environ, caplog):
+def test_log_policy_covers_a_replacement_that_fails_while_it_is_sent(
+    make_app, wrap, drive, make_environ, caplog
+):
     """Bug 4c: under "log", a webob.exc replacement whose page generation raises is logged and undone."""
 
     def broken_formatter(body, status, title, environ):
@@ -203,7 +192,7 @@ def test_log_policy_covers_a_replacement_that_fails_while_it_is_sent(wrap, drive
 
     environ = make_environ(HTTP_ACCEPT="application/json")
     with caplog.at_level(logging.ERROR, logger="deferware"):
-        sent = drive(wrap(simple_app(forbid), on_callback_error="log"), environ)
+        sent = drive(wrap(make_app("list", during=registering(forbid)), on_callback_error="log"), environ)
 
     assert (sent.status, sent.body) == ("200 OK", b"hello world")
     assert any(record.name == "deferware" for record in caplog.records)
@@ -289,7 +278,7 @@ def test_no_reference_cycle_keeps_the_request_alive(case, make_environ, monkeypa
 @pytest.mark.parametrize(
     "error_type", [SystemExit, greenlet.GreenletExit], ids=["SystemExit", "GreenletExit"]
 )
-def test_every_close_callback_runs_before_a_base_exception_is_reraised(error_type, wrap, drive):
+def test_every_close_callback_runs_before_a_base_exception_is_reraised(error_type, make_app, wrap, drive):
     """Bug 6: a close callback raising a non-Exception BaseException does not stop the others."""
     first, later = error_type("first"), error_type("later")
     ran: list[str] = []
@@ -301,7 +290,8 @@ def test_every_close_callback_runs_before_a_base_exception_is_reraised(error_typ
 
         return callback
 
-    app = simple_app(close=[raise_(first), lambda: ran.append("middle"), raise_(later)])
+    close = [raise_(first), lambda: ran.append("middle"), raise_(later)]
+    app = make_app("list", during=registering(close=close))
 
     with pytest.raises(error_type) as raised:
         drive(wrap(app))
@@ -310,7 +300,7 @@ def test_every_close_callback_runs_before_a_base_exception_is_reraised(error_typ
     assert raised.value is first
 
 
-def test_response_seen_by_a_local_callback_can_be_pickled(wrap, drive):
+def test_response_seen_by_a_local_callback_can_be_pickled(make_app, wrap, drive):
     """Bug 7: the header list a callback sees is a plain list, so the response pickles."""
     seen: dict[str, Any] = {}
 
@@ -319,7 +309,7 @@ def test_response_seen_by_a_local_callback_can_be_pickled(wrap, drive):
         response.body  # noqa: B018 - as a caching callback does: a stream cannot be pickled
         seen["copy"] = pickle.loads(pickle.dumps(response))
 
-    drive(wrap(simple_app(cache, body=list(BODY))))
+    drive(wrap(make_app("list", during=registering(cache))))
 
     assert seen["type"] is list
     assert seen["copy"].body == b"hello world"
@@ -369,22 +359,22 @@ class AlwaysEqual:
         after_this_request(lambda response: self.ran.append("registered by it"))
 
 
-def test_callback_with_a_permissive_eq_may_register_another(wrap, drive):
+def test_callback_with_a_permissive_eq_may_register_another(make_app, wrap, drive):
     """Bug 9: identity, not equality, decides where the callback list ends."""
     ran: list[str] = []
 
-    drive(wrap(simple_app(AlwaysEqual(ran))))
+    drive(wrap(make_app("list", during=registering(AlwaysEqual(ran)))))
 
     assert ran == ["always-equal", "registered by it"]
 
 
-def test_testing_apply_sends_a_webob_exc_replacement_as_the_middleware_does(wrap, make_environ):
+def test_testing_apply_sends_a_webob_exc_replacement_as_the_middleware_does(make_app, wrap, make_environ):
     """Bug 10: deferred().apply() with a webob.exc replacement returns its error page."""
 
     def forbid(response):
         return webob.exc.HTTPForbidden()
 
-    page = TestApp(wrap(simple_app(forbid))).get("/", status=403).body
+    page = TestApp(wrap(make_app("list", during=registering(forbid)))).get("/", status=403).body
     with deferred(make_environ()) as collected:
         after_this_request(forbid)
     response = collected.apply(Response(b"hello world"))
