@@ -19,7 +19,7 @@ import warnings
 from typing import Any, Callable, Iterable
 
 import pytest
-from shapes_reliability import Counter, CountingIterable, make_environ, serve
+from support import Counter, drive, make_app, make_environ
 from webob import Response
 
 from deferware import (
@@ -44,14 +44,15 @@ class Recorder:
         return lambda data: None
 
 
+PLAIN = [("Content-Type", "text/plain")]
+
+
 def app_with(callback: Callable[[Response], Any], counter: Counter) -> Callable[..., Iterable[bytes]]:
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def during(environ: dict[str, Any]) -> None:
         after_this_request(callback)
         call_on_close(counter.closer("close"))
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return CountingIterable([b"body"], counter)
 
-    return app
+    return make_app("closing", counter=counter, during=during, headers=PLAIN, body=[b"body"])
 
 
 def refused(callback: Callable[[Response], Any], match: str) -> None:
@@ -230,7 +231,7 @@ def test_unsafe_header_under_log_is_logged_and_rolled_back(caplog: pytest.LogCap
 
     counter = Counter()
     with caplog.at_level(logging.ERROR, logger="deferware"):
-        served = serve(DeferMiddleware(app_with(set_bad_value, counter), on_callback_error="log"))
+        served = drive(DeferMiddleware(app_with(set_bad_value, counter), on_callback_error="log"))
     assert served.start_response_calls == 1
     assert served.headers == [("Content-Type", "text/plain")]
     assert served.body == b"body"
@@ -244,13 +245,7 @@ def test_unsafe_header_under_log_is_logged_and_rolled_back(caplog: pytest.LogCap
 
 def run_request(register: Callable[[dict[str, Any]], object]) -> Any:
     """Run one request whose application calls ``register(environ)``."""
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        register(environ)
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"body"]
-
-    return serve(DeferMiddleware(app))
+    return drive(DeferMiddleware(make_app("list", during=register, headers=PLAIN, body=[b"body"])))
 
 
 async def async_function(*args: Any) -> None:
@@ -391,7 +386,7 @@ def test_returning_webob_request_is_refused() -> None:
 
 
 def plain_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain")])
+    start_response("200 OK", list(PLAIN))
     return [b"body"]
 
 
@@ -509,7 +504,7 @@ def test_after_this_request_while_streaming_is_refused() -> None:
         yield b"second"
 
     with pytest.raises(ResponseAlreadyStarted, match=r"came too late: the status and headers"):
-        serve(DeferMiddleware(app))
+        drive(DeferMiddleware(app))
 
 
 def test_call_on_close_after_close_is_refused() -> None:

@@ -16,7 +16,7 @@ from wsgiref.validate import validator
 import bottle
 import pytest
 import webob
-from framework_support import MarkerFileWrapper, make_environ, serve
+from support import MarkerFileWrapper, make_environ, start
 from webtest import TestApp
 
 from deferware import DeferMiddleware, after_this_request
@@ -265,9 +265,10 @@ def test_bottle_500_page_gets_callbacks(app):
     ],
 )
 def test_generator_stays_streamed(app, query, streamed):
-    body, seen = serve(validator(app), make_environ("/stream", QUERY_STRING=query))
-    assert seen["status"] == "200 OK"
-    headers = dict(seen["headers"])
+    sent = start(validator(app), make_environ("/stream", QUERY_STRING=query))
+    body = sent.iterable
+    assert sent.status == "200 OK"
+    headers = dict(sent.headers)
     assert headers.get("X-Streamed") == streamed
     assert "Content-Length" not in headers
     # Bottle itself pulls the first item to learn the body's type.
@@ -290,9 +291,10 @@ def test_generator_stays_streamed(app, query, streamed):
 )
 def test_static_file_keeps_server_file_wrapper(app, data_dir, query, header):
     environ = make_environ("/file", QUERY_STRING=query, **{"wsgi.file_wrapper": MarkerFileWrapper})
-    body, seen = serve(app, environ)
+    sent = start(app, environ)
+    body = sent.iterable
     assert isinstance(body, MarkerFileWrapper)
-    headers = dict(seen["headers"])
+    headers = dict(sent.headers)
     assert headers["Content-Length"] == "10000"
     assert headers.get("X-Header") == header
     assert b"".join(body) == (data_dir / "data.bin").read_bytes()
@@ -303,9 +305,10 @@ def test_static_file_keeps_server_file_wrapper(app, data_dir, query, header):
 def test_static_file_body_read_by_callback_is_sent_and_closed(app, data_dir):
     MarkerFileWrapper.instances.clear()
     environ = make_environ("/file", QUERY_STRING="quiet&read", **{"wsgi.file_wrapper": MarkerFileWrapper})
-    body, seen = serve(app, environ)
+    sent = start(app, environ)
+    body = sent.iterable
     assert not isinstance(body, MarkerFileWrapper)
-    assert dict(seen["headers"])["X-Size"] == "10000"
+    assert dict(sent.headers)["X-Size"] == "10000"
     assert b"".join(body) == (data_dir / "data.bin").read_bytes()
     body.close()
     [wrapper] = MarkerFileWrapper.instances

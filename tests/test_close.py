@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from support import EARLY_FAILURES, Counted, Counter
 from webob import Response
 
 from deferware import DeferMiddleware, after_this_request, call_on_close
@@ -70,12 +71,13 @@ def test_app_iterable_is_closed_exactly_once_on_every_path(
 
 
 def test_closing_iterable_shape_is_closed_once(make_app, wrap, drive):
-    app = make_app("closing", during=lambda environ: after_this_request(_read_body))
+    counter = Counter()
+    app = make_app("closing", counter=counter, during=lambda environ: after_this_request(_read_body))
 
     sent = drive(wrap(app))
 
     assert sent.body == b"HELLO WORLD"
-    assert app.iterable.close_calls == 1
+    assert counter.closes == 1
 
 
 def test_close_callbacks_run_once_in_order_after_the_body_is_done(shape, make_app, drive):
@@ -86,7 +88,7 @@ def test_close_callbacks_run_once_in_order_after_the_body_is_done(shape, make_ap
         call_on_close(lambda: log.append("close 2"))
         call_on_close(lambda: log.append("close 3"))
 
-    sent = drive(DeferMiddleware(make_app(shape, during=register)), log=log, close=False)
+    sent = drive(DeferMiddleware(make_app(shape, during=register)), log=log, close_times=0)
 
     assert log[-1] == ("server got", b"world")
     assert "close 1" not in log
@@ -131,10 +133,8 @@ def test_raising_close_callback_is_logged_and_the_rest_still_run(make_app, drive
     assert record.exc_info[0] is Boom
 
 
-@pytest.mark.parametrize(
-    "when", ["before_start_response", "after_start_response", "lazy_before_start_response"]
-)
-def test_close_callbacks_run_before_an_app_exception_leaves_the_middleware(when, raising_app, drive):
+@pytest.mark.parametrize("when", EARLY_FAILURES)
+def test_close_callbacks_run_before_an_app_exception_leaves_the_middleware(when, make_app, drive):
     log = []
     error = Boom("app failed")
 
@@ -142,7 +142,8 @@ def test_close_callbacks_run_before_an_app_exception_leaves_the_middleware(when,
         call_on_close(lambda: log.append("close 1"))
         call_on_close(lambda: log.append("close 2"))
 
-    app = DeferMiddleware(raising_app(when, error, during=register))
+    shape, fault = EARLY_FAILURES[when]
+    app = DeferMiddleware(make_app(shape, fault=fault, error=error, during=register))
 
     with pytest.raises(Boom) as caught:
         drive(app)
@@ -185,18 +186,6 @@ def test_app_close_error_propagates_but_close_callbacks_still_run(drive):
     assert log == ["closed"]
 
 
-class ClosingBody:
-    def __init__(self, name):
-        self.name = name
-        self.closed = 0
-
-    def __iter__(self):
-        return iter([self.name.encode()])
-
-    def close(self):
-        self.closed += 1
-
-
 @pytest.mark.parametrize("policy", ["raise", "log"])
 @pytest.mark.parametrize(
     "case", ["replaced-then-later-raises", "app_iter-set-then-later-raises", "replaced-badly"]
@@ -204,7 +193,7 @@ class ClosingBody:
 def test_a_body_a_callback_put_in_is_closed_once_when_a_later_step_fails(case, policy, drive, caplog):
     # The response a failing step leaves behind may carry a body a callback put
     # there (a replacement Response, or response.app_iter = ...): it is closed too.
-    app_body, replacement = ClosingBody("app"), ClosingBody("replacement")
+    app_body, replacement = Counted([b"app"]), Counted([b"replacement"])
 
     def replace(response):
         if case == "app_iter-set-then-later-raises":
@@ -230,4 +219,4 @@ def test_a_body_a_callback_put_in_is_closed_once_when_a_later_step_fails(case, p
         with caplog.at_level(logging.ERROR, logger="deferware"):
             drive(middleware)
 
-    assert (app_body.closed, replacement.closed) == (1, 1)
+    assert (app_body.close_calls, replacement.close_calls) == (1, 1)

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from wsgiref.validate import validator
 
 import pytest
-from shapes_reliability import CHUNKS, SHAPES, Counter, make_app, serve
+from support import BODY, COUNTED_SHAPES, Counter, drive, make_app
 from webob import Response
 from werkzeug.middleware.lint import LintMiddleware
 
@@ -35,7 +35,7 @@ def registrar(registered: str, counter: Counter) -> Callable[[dict[str, Any]], N
     def body(response: Response) -> None:
         response.body = response.body.upper()
 
-    def on_request(environ: dict[str, Any]) -> None:
+    def during(environ: dict[str, Any]) -> None:
         if registered in ("headers", "all"):
             after_this_request(headers)
         if registered in ("body", "all"):
@@ -44,22 +44,22 @@ def registrar(registered: str, counter: Counter) -> Callable[[dict[str, Any]], N
             call_on_close(counter.closer("context"))
             call_on_close(counter.closer("environ"), environ=environ)
 
-    return on_request
+    return during
 
 
 @pytest.mark.parametrize("checker", CHECKERS)
 @pytest.mark.parametrize("registered", REGISTRATIONS)
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", COUNTED_SHAPES)
 def test_both_sides_of_the_middleware_comply(shape: str, registered: str, checker: str) -> None:
     check = CHECKERS[checker]
     counter = Counter()
-    app = make_app(shape, counter, on_request=registrar(registered, counter))
+    app = make_app(shape, counter=counter, during=registrar(registered, counter))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        served = serve(check(DeferMiddleware(check(app))))
+        served = drive(check(DeferMiddleware(check(app))))
         gc.collect()  # an unclosed checked iterator complains when collected
     assert [f"{warning.category.__name__}: {warning.message}" for warning in caught] == []
-    expected = b"".join(CHUNKS)
+    expected = b"".join(BODY)
     assert served.body == (expected.upper() if registered in ("body", "all") else expected)
     assert served.start_response_calls == 1
     assert (counter.created, counter.closes) == (1, 1)

@@ -12,8 +12,6 @@ that made it). Flask's ``stream_with_context`` relies on exactly that.
 from __future__ import annotations
 
 import contextvars
-import io
-import sys
 
 import pytest
 
@@ -79,30 +77,17 @@ def eager_token_app(register, seen):
     return app
 
 
-def serve(app, *, read_all):
-    """Drive *app* as a server does, in one context: iterate (all, or one chunk and
-    then the client goes away) and close."""
-    iterable = app({"REQUEST_METHOD": "GET", "PATH_INFO": "/"}, lambda status, headers, exc_info=None: None)
-    chunks = []
-    try:
-        for chunk in iterable:
-            chunks.append(chunk)
-            if not read_all:
-                break
-    finally:
-        iterable.close()
-    return chunks
-
-
 @pytest.mark.parametrize("policy", ["raise", "log"])
 @pytest.mark.parametrize("registration", sorted(REGISTRATIONS))
 @pytest.mark.parametrize("make_app", [lazy_token_app, eager_token_app], ids=["lazy", "eager"])
 @pytest.mark.parametrize("read_all", [True, False], ids=["read-all", "client-gone"])
-def test_a_token_made_in_one_chunk_resets_in_another(make_app, registration, policy, read_all):
+def test_a_token_made_in_one_chunk_resets_in_another(make_app, registration, policy, read_all, drive):
+    # Driven as a server does, in one context: all chunks, or one and then the client goes away.
+    stop_after = None if read_all else 1
     bare_seen, seen = [], []
-    expected = serve(make_app(lambda: None, bare_seen), read_all=read_all)
+    expected = drive(make_app(lambda: None, bare_seen), stop_after=stop_after).chunks
     app = DeferMiddleware(make_app(REGISTRATIONS[registration], seen), on_callback_error=policy)
-    assert serve(app, read_all=read_all) == expected
+    assert drive(app, stop_after=stop_after).chunks == expected
     assert seen == bare_seen
     assert seen[-1] == "reset"
     assert var.get() == "unset"
@@ -159,16 +144,7 @@ def flask_streaming_app(register_close):
     return app, teardowns
 
 
-def test_flask_stream_with_context_closes_as_without_deferware_after_a_disconnect():
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": "/",
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(),
-        "wsgi.errors": sys.stderr,
-    }
+def test_flask_stream_with_context_closes_as_without_deferware_after_a_disconnect(drive):
     results = []
     closed = []
     for wrap in (False, True):
@@ -176,9 +152,8 @@ def test_flask_stream_with_context_closes_as_without_deferware_after_a_disconnec
         app, teardowns = flask_streaming_app(register)
         if wrap:
             app.wsgi_app = DeferMiddleware(app.wsgi_app)  # type: ignore[method-assign]
-        iterable = app(dict(environ), lambda *args: None)
-        first = next(iter(iterable))
-        iterable.close()  # the client went away after one chunk: raises nothing
+        # The client goes away after one chunk: close() raises nothing.
+        first = drive(app, stop_after=1).chunks[0]
         results.append((first, teardowns))
     assert results[1] == results[0]
     assert len(results[0][1]) == 2  # the view's request context, and the stream's

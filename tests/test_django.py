@@ -24,7 +24,7 @@ from django.core.wsgi import get_wsgi_application
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.test import override_settings
 from django.urls import path
-from framework_support import MarkerFileWrapper, make_environ, serve
+from support import MarkerFileWrapper, make_environ, start
 from webtest import TestApp
 
 from deferware import DeferMiddleware, after_this_request
@@ -242,9 +242,10 @@ def test_callback_replaces_django_response_and_django_response_is_closed(app, fi
 
 
 def test_request_finished_is_sent_when_the_server_closes_not_before(app, finished):
-    body, seen = serve(app, make_environ("/plain"))
-    assert seen["status"] == "200 OK"
-    assert dict(seen["headers"])["X-Middleware"] == "seen"
+    sent = start(app, make_environ("/plain"))
+    body = sent.iterable
+    assert sent.status == "200 OK"
+    assert dict(sent.headers)["X-Middleware"] == "seen"
     assert finished == []
     assert b"".join(body) == b"plain"
     body.close()
@@ -259,8 +260,9 @@ def test_callback_reading_the_body_closes_the_django_response_there_once(app):
 
     request_finished.connect(receiver)
     try:
-        body, seen = serve(app, make_environ("/read"))
-        assert seen["status"] == "200 OK"
+        sent = start(app, make_environ("/read"))
+        body = sent.iterable
+        assert sent.status == "200 OK"
         assert EVENTS == [("middleware callback", "200 OK"), "reading body", "request_finished", "body read"]
         assert b"".join(body) == b"read me"
         body.close()
@@ -304,9 +306,10 @@ def test_django_500_page_gets_callbacks(app, caplog):
 
 @pytest.mark.parametrize("query", ["", "callback"], ids=["middleware-callback", "view-callback-too"])
 def test_streaming_response_stays_streamed(app, query):
-    body, seen = serve(validator(app), make_environ("/stream", QUERY_STRING=query))
-    assert seen["status"] == "200 OK"
-    headers = dict(seen["headers"])
+    sent = start(validator(app), make_environ("/stream", QUERY_STRING=query))
+    body = sent.iterable
+    assert sent.status == "200 OK"
+    headers = dict(sent.headers)
     assert headers["X-Middleware"] == "seen"
     assert headers.get("X-Streamed") == ("yes" if query else None)
     assert "Content-Length" not in headers
@@ -338,9 +341,10 @@ def no_middleware():
 @pytest.mark.parametrize("query", ["", "header"], ids=["no-callback", "header-callback"])
 def test_file_response_keeps_server_file_wrapper(no_middleware, data_file, finished, query):
     environ = make_environ("/file", QUERY_STRING=query, **{"wsgi.file_wrapper": MarkerFileWrapper})
-    body, seen = serve(no_middleware, environ)
+    sent = start(no_middleware, environ)
+    body = sent.iterable
     assert isinstance(body, MarkerFileWrapper)
-    headers = dict(seen["headers"])
+    headers = dict(sent.headers)
     assert headers["Content-Length"] == "10000"
     assert headers.get("X-Header") == ("set" if query else None)
     assert b"".join(body) == data_file.read_bytes()
@@ -349,9 +353,10 @@ def test_file_response_keeps_server_file_wrapper(no_middleware, data_file, finis
 
 
 def test_file_response_with_middleware_callback_keeps_server_file_wrapper(app, data_file):
-    body, seen = serve(app, make_environ("/file", **{"wsgi.file_wrapper": MarkerFileWrapper}))
+    sent = start(app, make_environ("/file", **{"wsgi.file_wrapper": MarkerFileWrapper}))
+    body = sent.iterable
     assert isinstance(body, MarkerFileWrapper)
-    assert dict(seen["headers"])["X-Middleware"] == "seen"
+    assert dict(sent.headers)["X-Middleware"] == "seen"
     assert b"".join(body) == data_file.read_bytes()
     body.close()
 
@@ -359,9 +364,10 @@ def test_file_response_with_middleware_callback_keeps_server_file_wrapper(app, d
 def test_file_response_body_read_by_callback_is_sent_and_closed(no_middleware, data_file, finished):
     MarkerFileWrapper.instances.clear()
     environ = make_environ("/file", QUERY_STRING="read", **{"wsgi.file_wrapper": MarkerFileWrapper})
-    body, seen = serve(no_middleware, environ)
+    sent = start(no_middleware, environ)
+    body = sent.iterable
     assert not isinstance(body, MarkerFileWrapper)
-    assert dict(seen["headers"])["X-Size"] == "10000"
+    assert dict(sent.headers)["X-Size"] == "10000"
     assert b"".join(body) == data_file.read_bytes()
     body.close()
     [wrapper] = MarkerFileWrapper.instances

@@ -7,6 +7,7 @@ import logging
 import re
 
 import pytest
+from support import EARLY_FAILURES
 from webob import Response
 from webtest import TestApp
 
@@ -17,11 +18,8 @@ class Boom(Exception):
     pass
 
 
-MOMENTS = ["before_start_response", "after_start_response", "lazy_before_start_response"]
-
-
-@pytest.mark.parametrize("when", MOMENTS)
-def test_app_exception_drops_callbacks_and_propagates_unchanged(when, raising_app, drive):
+@pytest.mark.parametrize("when", EARLY_FAILURES)
+def test_app_exception_drops_callbacks_and_propagates_unchanged(when, make_app, drive):
     error = Boom("app failed")
     ran = []
 
@@ -29,18 +27,20 @@ def test_app_exception_drops_callbacks_and_propagates_unchanged(when, raising_ap
         after_this_request(lambda response: ran.append("callback"))
 
     with pytest.raises(Boom) as caught:
-        drive(DeferMiddleware(raising_app(when, error, during=register)))
+        shape, fault = EARLY_FAILURES[when]
+        drive(DeferMiddleware(make_app(shape, fault=fault, error=error, during=register)))
 
     assert caught.value is error
     assert ran == []
 
 
-@pytest.mark.parametrize("when", MOMENTS)
-def test_app_base_exception_propagates_unchanged(when, raising_app, drive):
+@pytest.mark.parametrize("when", EARLY_FAILURES)
+def test_app_base_exception_propagates_unchanged(when, make_app, drive):
     error = KeyboardInterrupt()
+    shape, fault = EARLY_FAILURES[when]
 
     with pytest.raises(KeyboardInterrupt) as caught:
-        drive(DeferMiddleware(raising_app(when, error)))
+        drive(DeferMiddleware(make_app(shape, fault=fault, error=error)))
 
     assert caught.value is error
 

@@ -1,8 +1,9 @@
 """Faults, counted: on every path, the application's iterable is closed exactly
 once and every ``call_on_close`` callback runs exactly once.
 
-One test per path, each parametrised over every application shape (list, eager
-generator, lazy generator, ``write()`` user, ``wsgi.file_wrapper``); the
+One test per path, each parametrised over every application shape whose body
+has a ``close()`` (closing iterable, eager generator, lazy generator, ``write()``
+user, ``wsgi.file_wrapper``); the
 README's "Guarantees" table names these tests. The last test checks the same
 through a real server (waitress) when the client goes away mid-stream.
 """
@@ -17,16 +18,7 @@ from typing import Any, Callable
 
 import pytest
 from servers import running_server
-from shapes_reliability import (
-    CHUNKS,
-    SHAPES,
-    AppFailure,
-    Counter,
-    CountingIterable,
-    make_app,
-    make_environ,
-    serve,
-)
+from support import BODY, COUNTED_SHAPES, AppFailure, Counted, Counter, drive, make_app, make_environ
 from webob import Response
 
 from deferware import DeferMiddleware, after_this_request, call_on_close
@@ -45,7 +37,7 @@ def registrar(
     def add_header(response: Response) -> None:
         response.headers["X-Deferred"] = "yes"
 
-    def on_request(environ: dict[str, Any]) -> None:
+    def during(environ: dict[str, Any]) -> None:
         after_this_request(add_header)
         for callback in callbacks:
             after_this_request(callback, environ=environ)
@@ -53,7 +45,7 @@ def registrar(
             call_on_close(counter.closer("context"))
             call_on_close(counter.closer("environ"), environ=environ)
 
-    return on_request
+    return during
 
 
 def failing_callback(response: Response) -> None:
@@ -68,21 +60,21 @@ def assert_closed_once(counter: Counter, *, iterables: int = 1) -> None:
 
 
 @pytest.mark.parametrize("registered", ["nothing", "after_this_request", "call_on_close", "both"])
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", COUNTED_SHAPES)
 def test_normal_end_closes_once(shape: str, registered: str) -> None:
     counter = Counter()
     after = registered in ("after_this_request", "both")
     close = registered in ("call_on_close", "both")
 
-    def on_request(environ: dict[str, Any]) -> None:
+    def during(environ: dict[str, Any]) -> None:
         if after:
             after_this_request(lambda response: response.headers.__setitem__("X-Deferred", "yes"))
         if close:
             call_on_close(counter.closer("context"))
             call_on_close(counter.closer("environ"), environ=environ)
 
-    served = serve(DeferMiddleware(make_app(shape, counter, on_request=on_request)))
-    assert served.body == b"".join(CHUNKS)
+    served = drive(DeferMiddleware(make_app(shape, counter=counter, during=during)))
+    assert served.body == b"".join(BODY)
     assert (served.status, served.start_response_calls) == ("200 OK", 1)
     assert served.headers is not None
     assert ("X-Deferred", "yes") in served.headers if after else ("X-Deferred", "yes") not in served.headers
@@ -90,26 +82,24 @@ def test_normal_end_closes_once(shape: str, registered: str) -> None:
     assert counter.close_callbacks == (["context", "environ"] if close else [])
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", COUNTED_SHAPES)
 def test_callback_replaces_response_closes_once(shape: str) -> None:
     counter, replacement_counter = Counter(), Counter()
 
     def replace(response: Response) -> Response:
-        return Response(
-            app_iter=CountingIterable([b"replaced"], replacement_counter), content_type="text/plain"
-        )
+        return Response(app_iter=Counted([b"replaced"], replacement_counter), content_type="text/plain")
 
-    app = make_app(shape, counter, on_request=registrar(counter, replace))
-    served = serve(DeferMiddleware(app))
+    app = make_app(shape, counter=counter, during=registrar(counter, replace))
+    served = drive(DeferMiddleware(app))
     assert served.body == b"replaced"
     assert_closed_once(counter)
     assert (replacement_counter.created, replacement_counter.closes) == (1, 1)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", COUNTED_SHAPES)
 def test_callback_raises_under_raise_closes_once(shape: str) -> None:
     counter = Counter()
-    app = make_app(shape, counter, on_request=registrar(counter, failing_callback))
+    app = make_app(shape, counter=counter, during=registrar(counter, failing_callback))
     calls: list[object] = []
     with pytest.raises(CallbackFailure, match="the callback failed"):
         DeferMiddleware(app)(make_environ(), lambda *args: calls.append(args))
@@ -117,13 +107,13 @@ def test_callback_raises_under_raise_closes_once(shape: str) -> None:
     assert_closed_once(counter)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", COUNTED_SHAPES)
 def test_callback_raises_under_log_closes_once(shape: str, caplog: pytest.LogCaptureFixture) -> None:
     counter = Counter()
-    app = make_app(shape, counter, on_request=registrar(counter, failing_callback))
+    app = make_app(shape, counter=counter, during=registrar(counter, failing_callback))
     with caplog.at_level(logging.ERROR, logger="deferware"):
-        served = serve(DeferMiddleware(app, on_callback_error="log"))
-    assert served.body == b"".join(CHUNKS)
+        served = drive(DeferMiddleware(app, on_callback_error="log"))
+    assert served.body == b"".join(BODY)
     assert served.headers is not None
     assert ("X-Deferred", "yes") in served.headers
     assert "X-Half-Done" not in dict(served.headers), "the failed callback's change must be rolled back"
@@ -132,49 +122,49 @@ def test_callback_raises_under_log_closes_once(shape: str, caplog: pytest.LogCap
     assert_closed_once(counter)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", COUNTED_SHAPES)
 def test_app_raises_before_start_response_closes_once(shape: str) -> None:
     counter = Counter()
-    app = make_app(shape, counter, fault="before_start", on_request=registrar(counter))
+    app = make_app(shape, counter=counter, fault="before_start_response", during=registrar(counter))
     with pytest.raises(AppFailure, match="before start_response"):
-        serve(DeferMiddleware(app))
+        drive(DeferMiddleware(app))
     # Only the lazy generator has an iterable at that point; it must be closed.
     assert_closed_once(counter, iterables=1 if shape == "lazy_generator" else 0)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", COUNTED_SHAPES)
 def test_app_raises_after_start_response_closes_once(shape: str) -> None:
     counter = Counter()
-    app = make_app(shape, counter, fault="after_start", on_request=registrar(counter))
+    app = make_app(shape, counter=counter, fault="after_start_response", during=registrar(counter))
     with pytest.raises(AppFailure, match="after start_response"):
-        serve(DeferMiddleware(app))
+        drive(DeferMiddleware(app))
     assert_closed_once(counter, iterables=1 if shape == "lazy_generator" else 0)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", COUNTED_SHAPES)
 def test_app_raises_while_streaming_closes_once(shape: str) -> None:
     counter = Counter()
-    app = make_app(shape, counter, fault="streaming", on_request=registrar(counter))
+    app = make_app(shape, counter=counter, fault="streaming", during=registrar(counter))
     with pytest.raises(AppFailure, match="while streaming"):
-        serve(DeferMiddleware(app))
+        drive(DeferMiddleware(app))
     assert_closed_once(counter)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", COUNTED_SHAPES)
 def test_server_closes_early_closes_once(shape: str) -> None:
     counter = Counter()
-    app = make_app(shape, counter, on_request=registrar(counter))
-    served = serve(DeferMiddleware(app), stop_after=1)
-    assert served.body == CHUNKS[0]
+    app = make_app(shape, counter=counter, during=registrar(counter))
+    served = drive(DeferMiddleware(app), stop_after=1)
+    assert served.body == BODY[0]
     assert_closed_once(counter)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", COUNTED_SHAPES)
 def test_close_called_twice_closes_once(shape: str) -> None:
     counter = Counter()
-    app = make_app(shape, counter, on_request=registrar(counter))
-    served = serve(DeferMiddleware(app), close_times=2)
-    assert served.body == b"".join(CHUNKS)
+    app = make_app(shape, counter=counter, during=registrar(counter))
+    served = drive(DeferMiddleware(app), close_times=2)
+    assert served.body == b"".join(BODY)
     assert_closed_once(counter)
 
 

@@ -16,7 +16,7 @@ from wsgiref.validate import validator
 import flask
 import pytest
 import webob
-from framework_support import MarkerFileWrapper, make_environ, serve
+from support import MarkerFileWrapper, make_environ, start
 from webtest import TestApp
 
 from deferware import DeferMiddleware, after_this_request
@@ -221,9 +221,10 @@ def test_stream_with_context_stays_streamed(with_callback):
 
         return flask.Response(flask.stream_with_context(generate()))
 
-    body, seen = serve(validator(app), make_environ("/stream"))
-    assert seen["status"] == "200 OK"
-    assert dict(seen["headers"]).get("X-Streamed") == ("yes" if with_callback else None)
+    sent = start(validator(app), make_environ("/stream"))
+    body = sent.iterable
+    assert sent.status == "200 OK"
+    assert dict(sent.headers).get("X-Streamed") == ("yes" if with_callback else None)
     assert produced == []
     chunks = iter(body)
     assert next(chunks) == b"one:/stream|"
@@ -259,9 +260,10 @@ def set_header(response):
 @pytest.mark.parametrize("callback", [None, set_header], ids=["no-callback", "header-callback"])
 def test_send_file_keeps_server_file_wrapper(data_file, callback):
     app = make_file_app(data_file, callback)
-    body, seen = serve(app, make_environ("/file", **{"wsgi.file_wrapper": MarkerFileWrapper}))
+    sent = start(app, make_environ("/file", **{"wsgi.file_wrapper": MarkerFileWrapper}))
+    body = sent.iterable
     assert isinstance(body, MarkerFileWrapper)
-    headers = dict(seen["headers"])
+    headers = dict(sent.headers)
     assert headers["Content-Length"] == "10000"
     assert headers.get("X-Header") == ("set" if callback else None)
     assert b"".join(body) == data_file.read_bytes()
@@ -276,9 +278,10 @@ def test_send_file_body_read_by_callback_is_sent_and_wrapper_closed(data_file):
         response.headers["X-Size"] = str(len(response.body))
 
     app = make_file_app(data_file, read_body)
-    body, seen = serve(app, make_environ("/file", **{"wsgi.file_wrapper": MarkerFileWrapper}))
+    sent = start(app, make_environ("/file", **{"wsgi.file_wrapper": MarkerFileWrapper}))
+    body = sent.iterable
     assert not isinstance(body, MarkerFileWrapper)
-    assert dict(seen["headers"])["X-Size"] == "10000"
+    assert dict(sent.headers)["X-Size"] == "10000"
     assert b"".join(body) == data_file.read_bytes()
     body.close()
     [wrapper] = MarkerFileWrapper.instances

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 import pytest
+from support import drive
 
 from deferware import DeferMiddleware, after_this_request
 
@@ -47,20 +48,14 @@ def app_with(*callbacks: Callable[[Any], object]) -> Callable[..., Iterable[byte
     return app
 
 
-def served_headers(app: Callable[..., Iterable[bytes]], make_environ: Callable[..., Any]) -> Any:
-    sent: list[Any] = []
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        sent.append(headers)
-        return lambda data: None
-
-    list(DeferMiddleware(app)(make_environ(), start_response))
-    assert len(sent) == 1
-    return sent[0]
+def served_headers(app: Callable[..., Iterable[bytes]]) -> Any:
+    sent = drive(DeferMiddleware(app))
+    assert sent.start_response_calls == 1
+    return sent.headers
 
 
 @pytest.mark.parametrize("name", list(MUTATIONS))
-def test_a_change_in_place_reaches_the_server(name: str, make_environ: Callable[..., Any]) -> None:
+def test_a_change_in_place_reaches_the_server(name: str) -> None:
     mutate = MUTATIONS[name]
     expected = list(APP_HEADERS)
     mutate(expected)
@@ -68,7 +63,7 @@ def test_a_change_in_place_reaches_the_server(name: str, make_environ: Callable[
     def change_in_place(response: Any) -> None:
         mutate(response.headerlist)
 
-    headers = served_headers(app_with(change_in_place), make_environ)
+    headers = served_headers(app_with(change_in_place))
 
     assert type(headers) is list  # PEP 3333
     assert headers == expected
@@ -76,45 +71,43 @@ def test_a_change_in_place_reaches_the_server(name: str, make_environ: Callable[
     assert APP_HEADERS == SNAPSHOT, "a callback changed the application's own header list"
 
 
-def test_a_header_set_through_webob_reaches_the_server(make_environ: Callable[..., Any]) -> None:
+def test_a_header_set_through_webob_reaches_the_server() -> None:
     def set_header(response: Any) -> None:
         response.headers["X-B"] = "through webob"
 
-    headers = served_headers(app_with(set_header), make_environ)
+    headers = served_headers(app_with(set_header))
 
     assert headers == [("Content-Type", "text/plain"), ("X-A", "1"), ("X-B", "through webob")]
     assert APP_HEADERS == SNAPSHOT
 
 
-def test_an_untouched_header_list_goes_out_as_the_applications_own(make_environ: Callable[..., Any]) -> None:
+def test_an_untouched_header_list_goes_out_as_the_applications_own() -> None:
     def read_only(response: Any) -> None:
         assert response.headers["X-A"] == "1"
         response.status = "201 Created"
 
-    headers = served_headers(app_with(read_only, lambda response: None), make_environ)
+    headers = served_headers(app_with(read_only, lambda response: None))
 
     assert headers is APP_HEADERS
 
 
-def test_a_rewrite_that_keeps_every_entry_is_not_a_change(make_environ: Callable[..., Any]) -> None:
+def test_a_rewrite_that_keeps_every_entry_is_not_a_change() -> None:
     # WebOb's ``headers[name] = value`` first rewrites the whole list through a
     # slice, with the entries of other names rebuilt; for a name the response
     # does not have, that keeps every entry: the list is the same as before.
     def rewrite(response: Any) -> None:
         response.headerlist[:] = [(name, value) for name, value in response.headerlist]
 
-    headers = served_headers(app_with(rewrite), make_environ)
+    headers = served_headers(app_with(rewrite))
 
     assert headers is APP_HEADERS
 
 
-def test_a_change_by_an_earlier_callback_is_kept_after_an_untouching_one(
-    make_environ: Callable[..., Any],
-) -> None:
+def test_a_change_by_an_earlier_callback_is_kept_after_an_untouching_one() -> None:
     def add(response: Any) -> None:
         response.headerlist.append(("X-New", "n"))
 
-    headers = served_headers(app_with(add, lambda response: None), make_environ)
+    headers = served_headers(app_with(add, lambda response: None))
 
     assert headers == [*SNAPSHOT, ("X-New", "n")]
     assert headers is not APP_HEADERS

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from shapes_reliability import CHUNKS, HEADERS, SHAPES, STATUS, Counter, make_app, make_environ, serve
+from support import BODY, COUNTED_SHAPES, TEXT_HEADERS, Counter, drive, make_app, make_environ
 from webob import Response
 
 from deferware import DeferMiddleware, after_this_request, call_on_close
@@ -43,6 +43,7 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 PROFILE = settings.get_profile("deferware-properties")
+STATUS, HEADERS = "200 OK", [*TEXT_HEADERS, ("X-App", "shape")]
 
 
 class CallbackFailure(Exception):
@@ -140,7 +141,7 @@ def model(
     """The semantics, on a plain webob.Response. Raises CallbackFailure under
     "raise", and under "log" for a failing callback that pulled from a streaming
     body (what it pulled cannot be given back)."""
-    response = Response(status=STATUS, headerlist=list(HEADERS), app_iter=iter(list(CHUNKS)))
+    response = Response(status=STATUS, headerlist=list(HEADERS), app_iter=iter(list(BODY)))
     is_list = False  # every shape's body streams
     for index, spec in enumerate(specs):
         if spec[1] == "raise" and policy == "log":
@@ -167,7 +168,7 @@ examples_run = 0
 
 @settings(PROFILE)
 @given(
-    shape=st.sampled_from(SHAPES),
+    shape=st.sampled_from(COUNTED_SHAPES),
     policy=st.sampled_from(["raise", "log"]),
     specs=st.lists(CALLBACKS, min_size=0, max_size=6),
     close_callbacks=st.integers(min_value=0, max_value=2),
@@ -179,13 +180,14 @@ def check_against_model(
     examples_run += 1
     counter = Counter()
 
-    def on_request(environ: dict[str, Any]) -> None:
+    def during(environ: dict[str, Any]) -> None:
         for index, spec in enumerate(specs):
             after_this_request(make_callback(index, spec), environ=environ if index % 2 else None)
         for number in range(close_callbacks):
             call_on_close(counter.closer(f"close-{number}"))
 
-    app = DeferMiddleware(make_app(shape, counter, on_request=on_request), on_callback_error=policy)
+    app = make_app(shape, counter=counter, during=during, status=STATUS, headers=HEADERS)
+    app = DeferMiddleware(app, on_callback_error=policy)
     try:
         expected = model(specs, policy)
     except CallbackFailure as failure:
@@ -194,7 +196,7 @@ def check_against_model(
             app(make_environ(), lambda *args: calls.append(args))
         assert calls == []
     else:
-        served = serve(app)
+        served = drive(app)
         assert (served.status, normal(served.headers or []), served.body) == (
             expected[0],
             normal(expected[1]),
@@ -214,7 +216,7 @@ def test_middleware_matches_reference_model(caplog: pytest.LogCaptureFixture) ->
     assert ran >= PROFILE.max_examples // 2, f"only {ran} examples ran"
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", COUNTED_SHAPES)
 def test_log_policy_propagates_a_failure_after_rewriting_a_streaming_body(shape: str) -> None:
     # Pinned: under "log", a callback that read a streaming body (to rewrite it)
     # and then raised cannot be rolled back (the chunks it read are gone): the
@@ -224,7 +226,7 @@ def test_log_policy_propagates_a_failure_after_rewriting_a_streaming_body(shape:
         raise CallbackFailure("failed after rewriting the body")
 
     counter = Counter()
-    app = make_app(shape, counter, on_request=lambda environ: after_this_request(rewrite_then_fail))
+    app = make_app(shape, counter=counter, during=lambda environ: after_this_request(rewrite_then_fail))
     calls: list[object] = []
     with pytest.raises(CallbackFailure, match="failed after rewriting the body"):
         DeferMiddleware(app, on_callback_error="log")(make_environ(), lambda *args: calls.append(args))

@@ -16,12 +16,12 @@ from wsgiref.validate import validator
 
 import pytest
 import webob
-from framework_support import MarkerFileWrapper, make_environ, serve
 from paste.deploy import loadapp
 from pyramid.config import Configurator
 from pyramid.events import NewRequest
 from pyramid.httpexceptions import HTTPInternalServerError
 from pyramid.response import FileResponse, Response
+from support import MarkerFileWrapper, make_environ, start
 from webtest import TestApp
 
 from deferware import DeferMiddleware, NoActiveRequest, after_this_request
@@ -291,9 +291,10 @@ def test_exception_without_exception_view_propagates_and_callbacks_do_not_run(ap
 
 @pytest.mark.parametrize("query", ["", "quiet"], ids=["callbacks", "no-callback"])
 def test_app_iter_generator_stays_streamed(app, query):
-    body, seen = serve(validator(app), make_environ("/stream", QUERY_STRING=query))
-    assert seen["status"] == "200 OK"
-    headers = dict(seen["headers"])
+    sent = start(validator(app), make_environ("/stream", QUERY_STRING=query))
+    body = sent.iterable
+    assert sent.status == "200 OK"
+    headers = dict(sent.headers)
     assert headers.get("X-Subscriber") == (None if query else "seen")
     assert "Content-Length" not in headers
     assert PRODUCED == []
@@ -323,9 +324,10 @@ def data_file(tmp_path):
 )
 def test_file_response_keeps_server_file_wrapper(app, data_file, query, header):
     environ = make_environ("/file", QUERY_STRING=query, **{"wsgi.file_wrapper": MarkerFileWrapper})
-    body, seen = serve(app, environ)
+    sent = start(app, environ)
+    body = sent.iterable
     assert isinstance(body, MarkerFileWrapper)
-    headers = dict(seen["headers"])
+    headers = dict(sent.headers)
     assert headers["Content-Length"] == "10000"
     assert headers.get("X-Header") == header
     assert b"".join(body) == data_file.read_bytes()
@@ -336,9 +338,10 @@ def test_file_response_keeps_server_file_wrapper(app, data_file, query, header):
 def test_file_response_body_read_by_callback_is_sent_and_closed(app, data_file):
     MarkerFileWrapper.instances.clear()
     environ = make_environ("/file", QUERY_STRING="quiet&read", **{"wsgi.file_wrapper": MarkerFileWrapper})
-    body, seen = serve(app, environ)
+    sent = start(app, environ)
+    body = sent.iterable
     assert not isinstance(body, MarkerFileWrapper)
-    assert dict(seen["headers"])["X-Size"] == "10000"
+    assert dict(sent.headers)["X-Size"] == "10000"
     assert b"".join(body) == data_file.read_bytes()
     body.close()
     [wrapper] = MarkerFileWrapper.instances

@@ -1,7 +1,7 @@
 """One behavioural test per bug of issue 15, each seen failing on deferware 1.0.
 
 Every test states the intended behaviour through the public API only, driven as
-a server would drive the middleware (conftest's ``drive``), through WebTest, or
+a server would drive the middleware (``support.drive``), through WebTest, or
 through a real Pyramid application. The docstring of each names its bug.
 """
 
@@ -23,6 +23,7 @@ from pyramid.config import Configurator
 from pyramid.events import NewRequest
 from pyramid.request import Request as PyramidRequest
 from pyramid.response import Response as PyramidResponse
+from support import BODY, Counter
 from webob import Response
 from webtest import TestApp
 
@@ -30,14 +31,13 @@ from deferware import DeferMiddleware, ResponseAlreadyStarted, after_this_reques
 from deferware.testing import deferred
 
 TEXT = ("Content-Type", "text/plain; charset=UTF-8")
-BODY = [b"hello", b" ", b"world"]
 LENGTH = ("Content-Length", "11")
 
 
 def registering(
     *callbacks: Callable[..., Any], close: Iterable[Callable[[], object]] = ()
 ) -> Callable[..., None]:
-    """A ``during`` for conftest's ``make_app``: registers *callbacks*, then *close*."""
+    """A ``during`` for ``make_app``: registers *callbacks*, then *close*."""
 
     def during(environ: dict[str, Any]) -> None:
         for callback in callbacks:
@@ -46,19 +46,6 @@ def registering(
             call_on_close(func)
 
     return during
-
-
-def simple_app(
-    *callbacks: Callable[..., Any], body: Iterable[bytes] = BODY, close: Iterable[Callable[[], object]] = ()
-) -> Callable[..., Iterable[bytes]]:
-    """A 200 text app that registers *callbacks* (and close callbacks) and returns *body*."""
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        registering(*callbacks, close=close)(environ)
-        start_response("200 OK", [TEXT])
-        return body
-
-    return app
 
 
 def set_status(status: str, body: bytes | None = None) -> Callable[[Response], None]:
@@ -90,15 +77,17 @@ OK = ("200 OK", [TEXT, LENGTH], BODY)
 def test_no_body_byte_goes_out_on_a_bodiless_status(app_response, callback, final, length, make_app, drive):
     """Bug 1: a 204/304 after the callbacks sends no body byte; Content-Length per RFC 9110."""
     status, headers, body = app_response
-    # The "closing" shape counts close() on the application's iterable.
-    app = make_app("closing", during=registering(callback), status=status, headers=headers, body=body)
+    counter = Counter()
+    app = make_app(
+        "closing", counter=counter, during=registering(callback), status=status, headers=headers, body=body
+    )
     # No outer validator: it refuses a Content-Type on 304, which the callback left there.
     sent = drive(DeferMiddleware(validator(app)))
 
     assert sent.status == final
     assert sent.body == b"", "a body went out on a bodiless status"
     assert sent.header("Content-Length") == length
-    assert app.iterable.close_calls == 1
+    assert counter.closes == 1
 
 
 def test_write_with_nothing_registered_goes_to_the_server_at_once(wrap, drive):
@@ -152,7 +141,7 @@ def test_conditional_response_set_by_a_callback_is_honoured(request_headers, sta
     assert result.headers["Location"] == "/next", "a relative Location must stay relative"
 
 
-def test_log_policy_body_set_by_a_callback_finds_its_request_in_later_chunks(wrap, drive):
+def test_log_policy_body_set_by_a_callback_finds_its_request_in_later_chunks(make_app, wrap, drive):
     """Bug 4a: under "log", call_on_close from a callback-set body is taken when a later callback exists."""
     log: list[Any] = []
 
@@ -164,13 +153,14 @@ def test_log_policy_body_set_by_a_callback_finds_its_request_in_later_chunks(wra
     def set_stream(response):
         response.app_iter = stream()
 
-    sent = drive(wrap(simple_app(set_stream, lambda response: None), on_callback_error="log"), log=log)
+    app = make_app("list", during=registering(set_stream, lambda response: None))
+    sent = drive(wrap(app, on_callback_error="log"), log=log)
 
     assert sent.body == b"ab"
     assert log[-3:] == [("server got", b"a"), ("server got", b"b"), "closed"]
 
 
-def test_log_policy_does_not_roll_back_a_failed_stream_into_a_truncated_body(wrap, drive):
+def test_log_policy_does_not_roll_back_a_failed_stream_into_a_truncated_body(make_app, wrap, drive):
     """Bug 4b: under "log", a stream that raised while a later callback read it propagates."""
 
     def failing_stream() -> Iterator[bytes]:
@@ -185,10 +175,12 @@ def test_log_policy_does_not_roll_back_a_failed_stream_into_a_truncated_body(wra
 
     # (1.0 already propagates a failing *application* body, see test_errors.py.)
     with pytest.raises(LookupError, match="the stream failed"):
-        drive(wrap(simple_app(set_stream, read), on_callback_error="log"))
+        drive(wrap(make_app("list", during=registering(set_stream, read)), on_callback_error="log"))
 
 
-def test_log_policy_covers_a_replacement_that_fails_while_it_is_sent(wrap, drive, make_environ, caplog):
+def test_log_policy_covers_a_replacement_that_fails_while_it_is_sent(
+    make_app, wrap, drive, make_environ, caplog
+):
     """Bug 4c: under "log", a webob.exc replacement whose page generation raises is logged and undone."""
 
     def broken_formatter(body, status, title, environ):
@@ -200,7 +192,7 @@ def test_log_policy_covers_a_replacement_that_fails_while_it_is_sent(wrap, drive
 
     environ = make_environ(HTTP_ACCEPT="application/json")
     with caplog.at_level(logging.ERROR, logger="deferware"):
-        sent = drive(wrap(simple_app(forbid), on_callback_error="log"), environ)
+        sent = drive(wrap(make_app("list", during=registering(forbid)), on_callback_error="log"), environ)
 
     assert (sent.status, sent.body) == ("200 OK", b"hello world")
     assert any(record.name == "deferware" for record in caplog.records)
@@ -286,7 +278,7 @@ def test_no_reference_cycle_keeps_the_request_alive(case, make_environ, monkeypa
 @pytest.mark.parametrize(
     "error_type", [SystemExit, greenlet.GreenletExit], ids=["SystemExit", "GreenletExit"]
 )
-def test_every_close_callback_runs_before_a_base_exception_is_reraised(error_type, wrap, drive):
+def test_every_close_callback_runs_before_a_base_exception_is_reraised(error_type, make_app, wrap, drive):
     """Bug 6: a close callback raising a non-Exception BaseException does not stop the others."""
     first, later = error_type("first"), error_type("later")
     ran: list[str] = []
@@ -298,7 +290,8 @@ def test_every_close_callback_runs_before_a_base_exception_is_reraised(error_typ
 
         return callback
 
-    app = simple_app(close=[raise_(first), lambda: ran.append("middle"), raise_(later)])
+    close = [raise_(first), lambda: ran.append("middle"), raise_(later)]
+    app = make_app("list", during=registering(close=close))
 
     with pytest.raises(error_type) as raised:
         drive(wrap(app))
@@ -307,7 +300,7 @@ def test_every_close_callback_runs_before_a_base_exception_is_reraised(error_typ
     assert raised.value is first
 
 
-def test_response_seen_by_a_local_callback_can_be_pickled(wrap, drive):
+def test_response_seen_by_a_local_callback_can_be_pickled(make_app, wrap, drive):
     """Bug 7: the header list a callback sees is a plain list, so the response pickles."""
     seen: dict[str, Any] = {}
 
@@ -316,7 +309,7 @@ def test_response_seen_by_a_local_callback_can_be_pickled(wrap, drive):
         response.body  # noqa: B018 - as a caching callback does: a stream cannot be pickled
         seen["copy"] = pickle.loads(pickle.dumps(response))
 
-    drive(wrap(simple_app(cache, body=list(BODY))))
+    drive(wrap(make_app("list", during=registering(cache))))
 
     assert seen["type"] is list
     assert seen["copy"].body == b"hello world"
@@ -366,22 +359,22 @@ class AlwaysEqual:
         after_this_request(lambda response: self.ran.append("registered by it"))
 
 
-def test_callback_with_a_permissive_eq_may_register_another(wrap, drive):
+def test_callback_with_a_permissive_eq_may_register_another(make_app, wrap, drive):
     """Bug 9: identity, not equality, decides where the callback list ends."""
     ran: list[str] = []
 
-    drive(wrap(simple_app(AlwaysEqual(ran))))
+    drive(wrap(make_app("list", during=registering(AlwaysEqual(ran)))))
 
     assert ran == ["always-equal", "registered by it"]
 
 
-def test_testing_apply_sends_a_webob_exc_replacement_as_the_middleware_does(wrap, make_environ):
+def test_testing_apply_sends_a_webob_exc_replacement_as_the_middleware_does(make_app, wrap, make_environ):
     """Bug 10: deferred().apply() with a webob.exc replacement returns its error page."""
 
     def forbid(response):
         return webob.exc.HTTPForbidden()
 
-    page = TestApp(wrap(simple_app(forbid))).get("/", status=403).body
+    page = TestApp(wrap(make_app("list", during=registering(forbid)))).get("/", status=403).body
     with deferred(make_environ()) as collected:
         after_this_request(forbid)
     response = collected.apply(Response(b"hello world"))
@@ -405,11 +398,12 @@ def test_generator_function_is_refused_at_registration(register, make_environ):
 
 def test_callback_closing_the_body_unread_closes_the_app_iterable_once(make_app, drive):
     """Bug 12: response.app_iter.close() in a callback, then the server's close: one close() in all."""
-    app = make_app("closing", during=registering(lambda response: response.app_iter.close()))
+    counter = Counter()
+    app = make_app("closing", counter=counter, during=registering(lambda response: response.app_iter.close()))
     # No validator: it fails any read after close(); what the server reads then is not the point here.
     drive(DeferMiddleware(app))
 
-    assert app.iterable.close_calls == 1
+    assert counter.closes == 1
 
 
 def test_raw_file_body_from_a_file_wrapper_goes_out_in_bounded_chunks(drive, make_environ):

@@ -78,11 +78,12 @@ def test_after_this_request_after_callbacks_ran_is_too_late(make_app, drive, mak
     assert ran == ["callback"]
 
 
-def test_after_this_request_after_the_app_raised_is_too_late(raising_app, drive, make_environ):
+def test_after_this_request_after_the_app_raised_is_too_late(make_app, drive, make_environ):
     environ = make_environ()
+    app = make_app("list", fault="after_start_response", error=ZeroDivisionError())
 
     with pytest.raises(ZeroDivisionError):
-        drive(DeferMiddleware(raising_app("after_start_response", ZeroDivisionError())), environ)
+        drive(DeferMiddleware(app), environ)
 
     with pytest.raises(ResponseAlreadyStarted, match="came too late"):
         after_this_request(_noop, environ=environ)

@@ -78,8 +78,9 @@ def test_only_close_callbacks_build_no_webob(make_app, drive, no_webob):
     assert closed == [1]
 
 
-def test_file_wrapper_instance_is_handed_on(file_wrapper_app, drive, no_webob):
-    app = recording(file_wrapper_app)
+def test_file_wrapper_instance_is_handed_on(make_app, drive, no_webob):
+    headers = [("Content-Type", "application/octet-stream")]
+    app = recording(make_app("file_wrapper", headers=headers, body=[b"file contents"]))
 
     sent = drive(DeferMiddleware(app))
 
