@@ -22,6 +22,7 @@ The core package never imports this module.
 
 from __future__ import annotations
 
+import logging
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -29,7 +30,7 @@ from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
 
 from .callbacks import run_callbacks
-from .iterators import RequestBody, close_all, run_close_callbacks
+from .iterators import RequestBody, close_all, run_close_callbacks, unique_bodies
 from .options import from_keywords
 from .registry import Registry, bind, unbind
 from .responses import build_response, outgoing, send_itself
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponseBase
 
 __all__ = ["DeferwareMiddleware"]
+
+logger = logging.getLogger("deferware")
 
 
 def _options() -> bool:
@@ -99,17 +102,18 @@ def _finish(registry: Registry, request: HttpRequest, response: Any, log_errors:
     environ = request.META
     bound = bind(registry, environ)
     try:
-        if registry.callbacks:
+        if not registry.stop_if_none(True, False):
             response = _apply(registry, environ, response, log_errors)
-        else:
-            registry.take_callbacks()  # none: from now on, one comes too late
         # A streaming body's later chunks run as part of the request (they may
         # register close callbacks); a file keeps the server's file_wrapper.
         if response.streaming and not response.is_async and getattr(response, "file_to_stream", None) is None:
             response.streaming_content = RequestBody(response.streaming_content, registry, environ)
-    except BaseException:
+    except BaseException:  # Django answers with its 500 page instead: this one is closed
         registry.drop_callbacks()
-        run_close_callbacks(registry)
+        try:
+            run_close_callbacks(registry)
+        finally:
+            response.close()
         raise
     finally:
         unbind(environ, bound, keep=True)
@@ -157,10 +161,18 @@ def _apply(registry: Registry, environ: dict[str, Any], response: Any, log_error
     try:
         seen = run_callbacks(registry, seen, environ, dropped, log_errors)
         if seen.conditional_response:
+            dropped.append(seen.app_iter)
             seen = send_itself(seen, environ)
-    finally:
-        close_all([close for item in dropped if item is not body and (close := getattr(item, "close", None))])
-    new_status, new_headers, new_body = outgoing(seen, environ, headers)
+        new_status, new_headers, new_body = outgoing(seen, environ, headers)
+    except BaseException:
+        _close_others([*dropped, seen.app_iter], body)
+        raise
+    if new_body is None:  # no body may go out: what is there is closed, not sent
+        dropped.append(seen.app_iter)
+        new_body = []
+    if type(new_body) is RequestBody and new_body.iterable is body and new_body.untouched:
+        new_body = body  # only counted (on_callback_error="log"): not a change
+    _close_others(dropped, body, new_body)
     if new_status != status:
         response.status_code = int(new_status[:3])
         response.reason_phrase = new_status[4:]
@@ -174,6 +186,17 @@ def _apply(registry: Registry, environ: dict[str, Any], response: Any, log_error
         else:
             response.content = b"".join(new_body)
     return response
+
+
+def _close_others(bodies: list[Any], *kept: Any) -> None:
+    """Close *bodies*, each once, but for *kept* (Django's own body, which its
+    response closes, and the body that goes out) and what wraps them."""
+    others = [
+        item
+        for item in unique_bodies(bodies)
+        if all(item is not k and getattr(item, "iterable", None) is not k for k in kept)
+    ]
+    close_all([close for item in others if (close := getattr(item, "close", None))])
 
 
 def _copy_headers(response: Any, headers: list[tuple[str, str]], cookies: list[str]) -> None:
@@ -193,6 +216,16 @@ def _copy_headers(response: Any, headers: list[tuple[str, str]], cookies: list[s
     for name, morsel in list(response.cookies.items()):
         if morsel.OutputString() not in set_cookies:
             del response.cookies[name]
+    kept = {name for name, morsel in response.cookies.items()}
     for value in set_cookies:
         if value not in cookies:
-            response.cookies.load(SimpleCookie(value))
+            cookie = SimpleCookie(value)
+            for name in kept.intersection(cookie):
+                logger.warning(
+                    "Django keeps one cookie per name: the Set-Cookie %r an after_this_request "
+                    "callback left replaces another cookie named %r. Give the two different names.",
+                    value,
+                    name,
+                )
+            kept.update(cookie)
+            response.cookies.load(cookie)

@@ -50,7 +50,8 @@ def test_the_sites_own_tests_pass_under_the_test_client_and_pytest_django(site_e
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert re.search(r"\b11 passed\b", result.stdout), result.stdout[-2000:]
+    passed = re.search(r"\b(\d+) passed\b", result.stdout)
+    assert passed and int(passed.group(1)) >= 19, result.stdout[-2000:]
 
 
 class Browser:
