@@ -3,6 +3,8 @@ the core rows, a hello in four frameworks four ways, a lazy stream, and the serv
 
 from __future__ import annotations
 
+import gc
+import sys
 from contextvars import ContextVar
 from typing import Any, Callable, Iterable
 from wsgiref.util import setup_testing_defaults
@@ -226,11 +228,14 @@ def stream_app(chunks: int, register: str = "") -> App:
 
 
 def server_app() -> App:
-    """What the servers run: ``/<framework>/<way>`` for every framework and way."""
+    """What the servers run: ``/<framework>/<way>``, and ``/gc`` for a full garbage collection."""
     routes = {f"/{fw}/{way}": app for fw, ways in framework_apps().items() for way, app in ways.items()}
+    sys.setswitchinterval(1.0)  # threads switch when one waits: instruction counts then ignore timing
 
     def dispatch(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        app, environ["PATH_INFO"] = routes[environ["PATH_INFO"]], "/"
-        return app(environ, start_response)
+        path, environ["PATH_INFO"] = environ["PATH_INFO"], "/"
+        if path == "/gc":
+            gc.collect()
+        return routes.get(path, bare)(environ, start_response)
 
     return dispatch

@@ -7,6 +7,7 @@ import argparse
 import gc
 import http.client
 import json
+import operator
 import os
 import platform
 import shutil
@@ -27,11 +28,10 @@ import report
 def check(name: str, app: apps.App, wants_cookie: bool) -> None:
     """Refuse to time a row that does not send the response it claims to."""
     seen: list[Any] = []
-    body = app(apps.ENVIRON.copy(), lambda status, headers, exc_info=None: seen.extend((status, headers)))
+    body = app(apps.ENVIRON.copy(), lambda status, headers, exc_info=None: seen.extend(headers))
     data = b"".join(body)
     getattr(body, "close", apps.noop)()
-    cookie = any(k.lower() == "set-cookie" and "user_lang=en" in v for k, v in seen[1])
-    if seen[0] != apps.STATUS or data != apps.BODY or cookie != wants_cookie:
+    if data != apps.BODY or any("user_lang=en" in value for _name, value in seen) != wants_cookie:
         raise RuntimeError(f"{name!r} sent {seen!r} {data!r}; the cookie was expected: {wants_cookie}")
 
 
@@ -75,34 +75,28 @@ def time_rows(rows: dict[str, apps.App], reps: int, budget: float) -> dict[str, 
     return samples
 
 
-def paired(a: list[float], b: list[float]) -> float:
+def paired(a: list[float], b: list[float], op: Callable[[float, float], float] = operator.sub) -> float:
     """Median over repetitions of a - b: rows timed side by side share their noise."""
-    return statistics.median(x - y for x, y in zip(a, b, strict=True))
+    return statistics.median(op(x, y) for x, y in zip(a, b, strict=True))
 
 
-def run_inprocess(reps: int, budget: float) -> tuple[dict[str, Any], dict[str, Any]]:
+def run_inprocess(reps: int, budget: float) -> dict[str, Any]:
+    """Every core and framework row, timed together; "a - b" differences are paired medians."""
     core, frameworks = apps.core_apps(), apps.framework_apps()
     rows = {name: app for name, (app, _what) in core.items()}
     rows.update({f"{fw}/{way}": app for fw, ways in frameworks.items() for way, app in ways.items()})
     for name, app in rows.items():
         check(name, app, name == "defer_cookie" or name.endswith(("/own", "/deferred")))
     s = time_rows(rows, reps, budget)
-    summary = {
-        k: {"min_ns": min(v), "median_ns": statistics.median(v), "samples_ns": v} for k, v in s.items()
-    }
-    core_rows = {name: {"what": what, **summary[name], "over_bare_ns": paired(s[name], s["bare"])}
-                 for name, (_app, what) in core.items()}  # fmt: skip
-    pairs = {"idle": ("defer_idle", "bare"), "minimal": ("minimal_defer", "bare"),
-             "noop": ("defer_noop", "defer_idle"), "cookie": ("defer_cookie", "defer_idle"),
-             "five_noop": ("defer_five_noop", "defer_idle"), "webob_construct": ("webob_construct", "bare"),
-             "webob_set_cookie": ("webob_set_cookie", "webob_construct")}  # fmt: skip
-    fws: dict[str, Any] = {}
+    pairs = [(name, "bare") for name in core] + [("defer_noop", "defer_idle"), ("defer_cookie", "defer_idle")]
+    pairs += [("defer_five_noop", "defer_idle"), ("webob_set_cookie", "webob_construct")]
     for fw in frameworks:
-        fws[fw] = {way: summary[f"{fw}/{way}"] for way in apps.WAYS}
-        fws[fw]["idle_overhead_ns"] = paired(s[f"{fw}/idle"], s[f"{fw}/plain"])
-        fws[fw]["own_marginal_ns"] = paired(s[f"{fw}/own"], s[f"{fw}/plain"])
-        fws[fw]["deferred_marginal_ns"] = paired(s[f"{fw}/deferred"], s[f"{fw}/idle"])
-    return {"rows": core_rows, "marginals_ns": {k: paired(s[a], s[b]) for k, (a, b) in pairs.items()}}, fws
+        plain, idle = f"{fw}/plain", f"{fw}/idle"
+        pairs += [(idle, plain), (f"{fw}/own", plain), (f"{fw}/deferred", idle)]
+    stats = {k: {"min_ns": min(v), "median_ns": statistics.median(v), "samples_ns": v} for k, v in s.items()}
+    for name, (_app, what) in core.items():
+        stats[name]["what"] = what
+    return {"rows": stats, "differences_ns": {f"{a} - {b}": paired(s[a], s[b]) for a, b in pairs}}
 
 
 def stream_once(app: apps.App, copy: bool) -> tuple[int, int, int, list[tuple[str, str]]]:
@@ -150,7 +144,7 @@ def run_streaming(total: int, reps: int) -> dict[str, Any]:
         "ttfb_ns": {name: statistics.median(values) for name, values in ttfb.items()},
         "gib_per_s": {name: total / statistics.median(v) * 1e9 / 2**30 for name, v in copied.items()},
         "ns_per_chunk": {name: statistics.median(values) / n for name, values in counted.items()},
-        "throughput_ratio": statistics.median(copied["bare"]) / statistics.median(copied["header_callback"]),
+        "throughput_ratio": paired(copied["bare"], copied["header_callback"], operator.truediv),
         "wrapped_over_bare_ns_per_chunk": paired(counted["call_on_close"], counted["bare"]) / n,
     }  # fmt: skip
 
@@ -219,30 +213,39 @@ class Server:
         return done
 
 
-def count_instructions(servers: dict[str, Any], count: int) -> None:
-    """Instructions per request inside waitress under callgrind (counters zeroed, *count* requests,
-    counters dumped), per route: unlike time, they do not depend on what else the machine does."""
+def count_instructions(servers: dict[str, Any], windows: int, count: int) -> None:
+    """Instructions per request inside waitress under callgrind, per route: the median over *windows*
+    rounds of (collect garbage, zero the counters, *count* requests, dump the counters). Unlike time,
+    they do not depend on what else the machine does."""
     if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
         servers["skipped"] = "valgrind's callgrind_control is not on PATH"
         return print(f"instructions not counted: {servers['skipped']}", file=sys.stderr)
+    samples: dict[str, list[float]] = {route: [] for route in servers["routes"]}
     with tempfile.TemporaryDirectory() as folder:
         wrapper = ("valgrind", "-q", "--tool=callgrind", f"--callgrind-out-file={folder}/out")
         with Server("waitress", wrapper, timeout=600) as server:
-            for route in servers["routes"]:
-                server.get(route, 10)
-            for route, cells in servers["routes"].items():
-                control = ["callgrind_control", "-z", str(server.proc.pid)]
-                subprocess.run(control, capture_output=True, check=True, timeout=120)
-                server.get(route, count, 600)
-                before = set(os.listdir(folder))
-                subprocess.run([control[0], "-d", control[2]], capture_output=True, check=True, timeout=120)
-                (dump,) = set(os.listdir(folder)) - before
-                with open(os.path.join(folder, dump)) as file:
-                    totals = next(line for line in file if line.startswith(("totals:", "summary:")))
-                cells["instructions"] = int(totals.split()[1]) / count
+            for route in samples:
+                server.get(route, 30)
+            for _ in range(windows):
+                for route, values in samples.items():
+                    server.get("/gc", 1)
+                    control = ["callgrind_control", "-z", str(server.proc.pid)]
+                    subprocess.run(control, capture_output=True, check=True, timeout=120)
+                    server.get(route, count, 600)
+                    before = set(os.listdir(folder))
+                    subprocess.run(
+                        [control[0], "-d", control[2]], capture_output=True, check=True, timeout=120
+                    )
+                    (dump,) = set(os.listdir(folder)) - before
+                    with open(os.path.join(folder, dump)) as file:
+                        totals = next(line for line in file if line.startswith(("totals:", "summary:")))
+                    values.append(int(totals.split()[1]) / count)
+    for route, values in samples.items():
+        servers["routes"][route]["instructions"] = statistics.median(values)
+        servers["routes"][route]["instructions_samples"] = values
 
 
-def run_servers(reps: int, seconds: float, count: int) -> dict[str, Any]:
+def run_servers(reps: int, seconds: float, windows: int) -> dict[str, Any]:
     """waitress (4 threads) and gunicorn (one gthread worker, 4 threads), every route in turn."""
     routes = [f"/{fw}/{way}" for fw in apps.FRAMEWORKS for way in apps.WAYS]
     servers: dict[str, Any] = {"routes": {route: {} for route in routes}}
@@ -259,38 +262,38 @@ def run_servers(reps: int, seconds: float, count: int) -> dict[str, Any]:
                     totals[route][2] += server.cpu_seconds() - cpu
         for route, (done, elapsed, cpu) in totals.items():
             servers["routes"][route][kind] = {"rps": done / elapsed, "cpu_us": cpu / done * 1e6}
-    count_instructions(servers, count)
+    count_instructions(servers, windows, 30 if windows > 1 else 5)
     return servers
 
 
-def targets(core: Any, fws: Any, stream: Any, servers: Any) -> list[dict[str, Any]]:
-    """Each target is a ratio between rows of this run (or a figure); misses never fail the run."""
+def targets(inprocess: Any, stream: Any, servers: Any) -> list[dict[str, Any]]:
+    """Each target is a ratio between rows of this run (or a figure); a miss never fails the run."""
     out: list[dict[str, Any]] = []
 
     def add(name: str, value: float, limit: float, how: str, op: str = "<=") -> None:
         met = value <= limit if op == "<=" else value >= limit
         out.append({"name": name, "value": value, "op": op, "limit": limit, "met": met, "how": how})
 
-    m = core["marginals_ns"]
-    idle, floor, noop, webob = m["idle"], m["minimal"], m["noop"], m["webob_construct"]
+    d = inprocess["differences_ns"]
+    idle, floor, noop = d["defer_idle - bare"], d["minimal_defer - bare"], d["defer_noop - defer_idle"]
+    webob, cookie = d["webob_construct - bare"], d["defer_cookie - defer_idle"]
+    webob_cookie = d["webob_set_cookie - webob_construct"]
     add("core: idle / minimal deferring", idle / floor, 1.3, f"{idle:.0f} / {floor:.0f} ns over bare")
     add("core: no-op callback / webob.Response()", noop / webob, 0.75, f"{noop:.0f} / {webob:.0f} ns")
     for fw in ("pyramid", "flask"):
-        own, cookie = fws[fw]["own_marginal_ns"], m["cookie"]
-        how = f"{cookie:.0f} / {own:.0f} ns; WebOb's set_cookie alone: {m['webob_set_cookie']:.0f} ns"
+        own = d[f"{fw}/own - {fw}/plain"]
+        how = f"{cookie:.0f} / {own:.0f} ns; WebOb's set_cookie alone: {webob_cookie:.0f} ns"
         add(f"core: set_cookie callback / {fw}'s own", cookie / own, 1.0, how)
-    for fw, r in fws.items():
-        own, ours, idle = r["own_marginal_ns"], r["deferred_marginal_ns"], r["idle_overhead_ns"]
-        plain = r["plain"]["median_ns"]
+    for fw in apps.FRAMEWORKS:
+        own, ours = d[f"{fw}/own - {fw}/plain"], d[f"{fw}/deferred - {fw}/idle"]
+        idle, plain = d[f"{fw}/idle - {fw}/plain"], inprocess["rows"][f"{fw}/plain"]["median_ns"]
         add(f"{fw}: deferware cookie / own cookie", ours / own, 1.1, f"{ours:.0f} / {own:.0f} ns")
         add(f"{fw}: idle adds", idle / plain, 0.02, f"{idle:.0f} of {plain:.0f} ns")
     for fw in () if "skipped" in servers else apps.FRAMEWORKS:
         i = {way: servers["routes"][f"/{fw}/{way}"]["instructions"] for way in apps.WAYS}
         own, ours, idle = i["own"] - i["plain"], i["deferred"] - i["idle"], i["idle"] - i["plain"]
-        how = f"{ours:.0f} / {own:.0f} instructions"
-        add(f"{fw}: deferware cookie / own, waitress", ours / own, 1.1, how)
-        how = f"{idle:.0f} of {i['plain']:.0f} instructions"
-        add(f"{fw}: idle adds, waitress", idle / i["plain"], 0.02, how)
+        add(f"{fw}: deferware cookie / own, waitress", ours / own, 1.1, f"{ours:.0f} / {own:.0f} instr.")
+        add(f"{fw}: idle adds, waitress", idle / i["plain"], 0.02, f"{idle:.0f} of {i['plain']:.0f} instr.")
     memory, gib = max(stream["peak_memory_growth_bytes"].values()) / 2**20, stream["gib_per_s"]
     add("streaming: peak memory growth (MiB)", memory, 1.0, "tracemalloc, the largest of the three variants")
     ttfb = stream["ttfb_ns"]["header_callback"] / 1e6
@@ -308,15 +311,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="write every row, sample and target to FILE")
     args = parser.parse_args(argv)
     quick, started = args.quick, time.monotonic()
-    core, fws = run_inprocess(reps=3 if quick else 25, budget=0.005 if quick else 0.04)
-    stream = run_streaming(total=2**20 * (64 if quick else 1024), reps=2 if quick else 5)
-    servers = run_servers(reps=1 if quick else 3, seconds=0.1 if quick else 0.5, count=5 if quick else 200)
+    inprocess = run_inprocess(reps=3 if quick else 31, budget=0.005 if quick else 0.04)
+    stream = run_streaming(total=2**20 * (64 if quick else 1024), reps=2 if quick else 9)
+    servers = run_servers(reps=1 if quick else 3, seconds=0.1 if quick else 0.5, windows=1 if quick else 5)
     names = ("deferware", "WebOb", "Django", "Flask", "pyramid", "bottle", "waitress", "gunicorn")
     versions = {name: metadata.version(name) for name in names}
     meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "quick": quick, "versions": versions}
-    meta["date"] = time.strftime("%Y-%m-%d")
-    data = {"meta": meta, "core": core, "frameworks": fws, "streaming": stream, "servers": servers}
-    data["targets"] = targets(core, fws, stream, servers)
+    meta.update(date=time.strftime("%Y-%m-%d"), frameworks=apps.FRAMEWORKS)
+    data = {"meta": meta, "inprocess": inprocess, "streaming": stream, "servers": servers}
+    data["targets"] = targets(inprocess, stream, servers)
     meta["elapsed_s"] = round(time.monotonic() - started)
     print(report.render_markdown(data))
     met = sum(target["met"] for target in data["targets"])

@@ -10,51 +10,54 @@ import json
 import sys
 from typing import Any
 
-BASELINE = {"plain": "plain", "own": "own", "idle": "plain", "deferred": "own"}
+SERVER_BASELINE = {"idle": "plain", "deferred": "own"}  # the same response without deferware
 
 
 def tables(data: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) of each table, in the order they are printed."""
-    rows = [[name, *(f"{r[key]:.0f}" for key in ("min_ns", "median_ns", "over_bare_ns")), r["what"]]
-            for name, r in data["core"]["rows"].items()]  # fmt: skip
+    rows, d = data["inprocess"]["rows"], data["inprocess"]["differences_ns"]
+    core = [[name, f"{r['min_ns']:.0f}", f"{r['median_ns']:.0f}", f"{d[name + ' - bare']:.0f}", r["what"]]
+            for name, r in rows.items() if "what" in r]  # fmt: skip
     out = [
-        ("Core: one request as a server drives it, ns", ["row", "min", "median", "over bare", "what"], rows)
+        ("Core: one request as a server drives it, ns", ["row", "min", "median", "over bare", "what"], core)
     ]
-    rows = []
-    for fw, r in data["frameworks"].items():
-        us = [f"{r[way]['median_ns'] / 1e3:.1f}" for way in ("plain", "own", "idle", "deferred")]
-        ours, own, idle = r["deferred_marginal_ns"], r["own_marginal_ns"], r["idle_overhead_ns"]
-        adds = f"{idle / 1e3:.2f} ({idle / r['plain']['median_ns']:.1%})"
-        rows.append([fw, *us, adds, f"{own / 1e3:.2f}", f"{ours / 1e3:.2f}", f"{ours / own:.2f}"])
+    table = []
+    for fw in data["meta"]["frameworks"]:
+        us = [f"{rows[f'{fw}/{way}']['median_ns'] / 1e3:.1f}" for way in ("plain", "own", "idle", "deferred")]
+        idle, own, ours = (
+            d[f"{fw}/{a} - {fw}/{b}"] for a, b in (("idle", "plain"), ("own", "plain"), ("deferred", "idle"))
+        )
+        adds = f"{idle / 1e3:.2f} ({idle / rows[f'{fw}/plain']['median_ns']:.1%})"
+        table.append([fw, *us, adds, f"{own / 1e3:.2f}", f"{ours / 1e3:.2f}", f"{ours / own:.2f}"])
     header = ["framework", "plain", "own", "idle", "deferred", "idle adds", "own cookie", "deferware cookie"]
-    out.append(("Frameworks: a hello in process, µs", [*header, "ratio"], rows))
-    s, rows = data["streaming"], []
+    out.append(("Frameworks: a hello in process, µs", [*header, "ratio"], table))
+    s, table = data["streaming"], []
     for name, ns in s["ns_per_chunk"].items():
         ttfb, gib, kib = (
             s["ttfb_ns"][name] / 1e3,
             s["gib_per_s"][name],
             s["peak_memory_growth_bytes"][name] / 1024,
         )
-        rows.append([name, f"{ttfb:.1f}", f"{gib:.2f}", f"{ns:.0f}", f"{kib:.0f}"])
+        table.append([name, f"{ttfb:.1f}", f"{gib:.2f}", f"{ns:.0f}", f"{kib:.0f}"])
     header = ["variant", "TTFB µs", "GiB/s, copied", "ns/chunk, not copied", "peak growth KiB"]
-    out.append((f"Streaming {s['bytes'] / 2**20:.0f} MiB in 64 KiB chunks, in process", header, rows))
-    routes, rows = data["servers"]["routes"], []
+    out.append((f"Streaming {s['bytes'] / 2**20:.0f} MiB in 64 KiB chunks, in process", header, table))
+    routes, table = data["servers"]["routes"], []
     for route, cells in routes.items():
         prefix, way = route.rsplit("/", 1)
-        base, row = routes[f"{prefix}/{BASELINE[way]}"], [route]
+        base, row = routes[f"{prefix}/{SERVER_BASELINE.get(way, way)}"], [route]
         for kind in ("waitress", "gunicorn"):
             cpu = cells[kind]["cpu_us"]
             row += [f"{cells[kind]['rps']:.0f}", f"{cpu:.0f}", f"{cpu / base[kind]['cpu_us']:.3f}"]
         if "instructions" in cells:
             count = cells["instructions"]
             row += [f"{count / 1e3:.0f}", f"{count / base['instructions']:.3f}"]
-        rows.append(row)
+        table.append(row)
     header = ["route", "waitress req/s", "CPU µs/req", "ratio", "gunicorn req/s", "CPU µs/req", "ratio"]
     header += ["k instructions/req", "ratio"] if "instructions" in cells else []
-    out.append(("Real servers; ratio: idle over plain, deferred over own", header, rows))
-    rows = [[t["name"], f"{t['value']:.3g}", f"{t['op']} {t['limit']:g}", verdict(t), t["how"]]
-            for t in data["targets"]]  # fmt: skip
-    return [*out, ("Targets", ["target", "value", "limit", "verdict", "numbers"], rows)]
+    out.append(("Real servers; ratio: idle over plain, deferred over own", header, table))
+    table = [[t["name"], f"{t['value']:.3g}", f"{t['op']} {t['limit']:g}", verdict(t), t["how"]]
+             for t in data["targets"]]  # fmt: skip
+    return [*out, ("Targets", ["target", "value", "limit", "verdict", "numbers"], table)]
 
 
 def verdict(target: dict[str, Any]) -> str:
