@@ -9,20 +9,30 @@ from contextvars import ContextVar
 from typing import Any, Callable, Iterable
 from wsgiref.util import setup_testing_defaults
 
+import bottle
+import django
+import flask
+from django.conf import settings
+from django.core.handlers.wsgi import WSGIHandler
+from django.http import HttpResponse
+from django.urls import path
+from pyramid.config import Configurator
+from pyramid.response import Response as PyramidResponse
+from webob import Response
+
 from deferware import DeferMiddleware, after_this_request, call_on_close
 
 App = Callable[..., Iterable[bytes]]
 STATUS, BODY, COOKIE = "200 OK", b"hello", ("user_lang", "en")
 CHUNK = bytes(64 * 1024)  # one preallocated chunk, yielded again and again
-FRAMEWORKS = ("django", "flask", "pyramid", "bottle")
-WAYS = ("plain", "own", "idle", "deferred")
+FRAMEWORKS, WAYS = ("django", "flask", "pyramid", "bottle"), ("plain", "own", "idle", "deferred")
 ENVIRON: dict[str, Any] = {"HTTP_HOST": "127.0.0.1:8080"}  # a GET / as a server builds it
 setup_testing_defaults(ENVIRON)
 
 
-def set_cookie(response: Any) -> None:
-    """The deferware callback, as a user writes it: WebOb's ``set_cookie``."""
+def set_cookie(response: Any) -> Any:
     response.set_cookie(*COOKIE)
+    return response  # as Flask's after_this_request wants
 
 
 def noop(*args: Any) -> None:
@@ -34,13 +44,13 @@ def bare(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterabl
     return [BODY]
 
 
-def registering(*callbacks: Callable[[Any], None]) -> App:
+def registering(*callbacks: Callable[[Any], object]) -> App:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         for callback in callbacks:
             after_this_request(callback)
         return bare(environ, start_response)
 
-    return app
+    return DeferMiddleware(app)
 
 
 _minimal: ContextVar[dict[str, Any]] = ContextVar("bench.minimal")
@@ -65,7 +75,6 @@ def minimal_defer(app: App) -> App:
 
 def webob_app(cookie: bool) -> App:
     """``bare`` plus ``webob.Response(status=, headerlist=, app_iter=)``, then its ``set_cookie``."""
-    from webob import Response
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "5")]
@@ -83,71 +92,36 @@ def core_apps() -> dict[str, tuple[App, str]]:
         "bare": (bare, "plain WSGI app: two headers, one-item list body"),
         "minimal_defer": (minimal_defer(bare), "minimal deferring middleware: the idle floor"),
         "defer_idle": (DeferMiddleware(bare), "DeferMiddleware, nothing registered"),
-        "defer_noop": (DeferMiddleware(registering(noop)), "one no-op after_this_request callback"),
-        "defer_cookie": (DeferMiddleware(registering(set_cookie)), "one set_cookie callback"),
-        "defer_five_noop": (DeferMiddleware(registering(*[noop] * 5)), "five no-op callbacks"),
+        "defer_noop": (registering(noop), "one no-op after_this_request callback"),
+        "defer_cookie": (registering(set_cookie), "one set_cookie callback"),
+        "defer_five_noop": (registering(*[noop] * 5), "five no-op callbacks"),
         "webob_construct": (webob_app(False), "bare + webob.Response(...) construction"),
         "webob_set_cookie": (webob_app(True), "bare + webob.Response(...).set_cookie()"),
     }
 
 
-def django_apps() -> dict[str, App]:
-    import django
-    from django.conf import settings
-    from django.core.handlers.wsgi import WSGIHandler
-    from django.http import HttpResponse
-    from django.urls import path
-
-    global urlpatterns, own_middleware, deferred_middleware
-    urlpatterns = [path("", lambda request: HttpResponse("hello"))]
-
-    def own_middleware(get_response: Callable[..., Any]) -> Callable[..., Any]:
-        def middleware(request: Any) -> Any:
-            response = get_response(request)
-            response.set_cookie(*COOKIE)
-            return response
-
-        return middleware
-
-    def deferred_middleware(get_response: Callable[..., Any]) -> Callable[..., Any]:
-        def middleware(request: Any) -> Any:
-            after_this_request(set_cookie, environ=request.environ)
-            return get_response(request)
-
-        return middleware
-
-    if not settings.configured:
-        settings.configure(DEBUG=False, SECRET_KEY="bench", ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__)
-        django.setup()
-    handlers = {}
-    for way in ("plain", "own", "deferred"):
-        settings.MIDDLEWARE = [] if way == "plain" else [f"{__name__}.{way}_middleware"]
-        handlers[way] = WSGIHandler()  # it reads settings.MIDDLEWARE now
-    return handlers
+# The cookie's two ways per framework, registered at the same place: (own way, deferware's way).
+HOOKS: dict[str, tuple[Callable[..., object], Callable[..., object]]] = {
+    "django": (lambda request, response: set_cookie(response),  # a middleware, after the view
+               lambda request, response: after_this_request(set_cookie, environ=request.environ)),
+    "flask": (lambda: flask.after_this_request(set_cookie),  # the view
+              lambda: after_this_request(set_cookie)),
+    "pyramid": (lambda request: request.add_response_callback(lambda _, response: set_cookie(response)),
+                lambda request: after_this_request(set_cookie, environ=request.environ)),  # a tween
+    "bottle": (lambda: bottle.response.set_cookie(*COOKIE),  # a before_request hook
+               lambda: after_this_request(set_cookie, environ=bottle.request.environ)),
+}  # fmt: skip
 
 
-def flask_apps() -> dict[str, App]:
-    import flask
+def django_middleware(get_response: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    hook = settings.BENCH_HOOK
 
-    def flask_cookie(response: Any) -> Any:
-        response.set_cookie(*COOKIE)
+    def middleware(request: Any) -> Any:
+        response = get_response(request)
+        hook(request, response)
         return response
 
-    def view(register: Callable[[], object]) -> Callable[[], str]:
-        def index() -> str:
-            register()
-            return "hello"
-
-        return index
-
-    views = {
-        "own": lambda: flask.after_this_request(flask_cookie),
-        "deferred": lambda: after_this_request(set_cookie),
-    }
-    apps = {way: flask.Flask(f"bench_{way}") for way in ("plain", "own", "deferred")}
-    for way, app in apps.items():
-        app.add_url_rule("/", "index", view(views.get(way, noop)))
-    return apps
+    return middleware
 
 
 def pyramid_tween(handler: Callable[[Any], Any], registry: Any) -> Callable[[Any], Any]:
@@ -160,50 +134,52 @@ def pyramid_tween(handler: Callable[[Any], Any], registry: Any) -> Callable[[Any
     return tween
 
 
-def pyramid_apps() -> dict[str, App]:
-    from pyramid.config import Configurator
-    from pyramid.response import Response
-
-    hooks = {
-        "own": lambda request: request.add_response_callback(lambda _, response: set_cookie(response)),
-        "deferred": lambda request: after_this_request(set_cookie, environ=request.environ),
-    }
-    apps = {}
-    for way in ("plain", "own", "deferred"):
-        with Configurator(settings={"bench.hook": hooks.get(way)}) as config:
+def framework_app(name: str, hook: Callable[..., object] | None) -> App:
+    """A hello in framework *name*, running *hook* where that framework's cookie tools go."""
+    if name == "django":
+        settings.MIDDLEWARE, settings.BENCH_HOOK = [f"{__name__}.django_middleware"] if hook else [], hook
+        return WSGIHandler()  # it reads the settings now
+    if name == "pyramid":
+        with Configurator(settings={"bench.hook": hook}) as config:
             config.add_route("home", "/")
-            config.add_view(lambda request: Response(BODY, content_type="text/plain"), route_name="home")
-            if way in hooks:
+            config.add_view(
+                lambda request: PyramidResponse(BODY, content_type="text/plain"), route_name="home"
+            )
+            if hook:
                 config.add_tween(f"{__name__}.pyramid_tween")
-            apps[way] = config.make_wsgi_app()
-    return apps
-
-
-def bottle_apps() -> dict[str, App]:
-    import bottle
-
-    hooks = {
-        "own": lambda: bottle.response.set_cookie(*COOKIE),
-        "deferred": lambda: after_this_request(set_cookie, environ=bottle.request.environ),
-    }
-    apps = {way: bottle.Bottle() for way in ("plain", "own", "deferred")}
-    for way, app in apps.items():
+            return config.make_wsgi_app()
+    if name == "bottle":
+        app = bottle.Bottle()
         app.route("/", callback=lambda: "hello")
-        if way in hooks:
-            app.add_hook("before_request", hooks[way])
-    return apps
+        if hook:
+            app.add_hook("before_request", hook)
+        return app
+
+    def index() -> str:
+        if hook:
+            hook()
+        return "hello"
+
+    app = flask.Flask(__name__)
+    app.add_url_rule("/", "index", index)
+    return app
 
 
 def framework_apps() -> dict[str, dict[str, App]]:
     """``{framework: {way: app}}``: the cookie is set by the ``own`` and ``deferred`` ways,
     ``idle`` and ``deferred`` are wrapped in ``DeferMiddleware``."""
-    builders = {"django": django_apps, "flask": flask_apps, "pyramid": pyramid_apps, "bottle": bottle_apps}
+    if not settings.configured:
+        settings.configure(DEBUG=False, SECRET_KEY="bench", ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__)
+        django.setup()
     result = {}
-    for name in FRAMEWORKS:
-        apps = builders[name]()
-        apps.update(idle=DeferMiddleware(apps["plain"]), deferred=DeferMiddleware(apps["deferred"]))
-        result[name] = {way: apps[way] for way in WAYS}
+    for name, (own, deferred) in HOOKS.items():
+        plain = framework_app(name, None)
+        result[name] = {"plain": plain, "own": framework_app(name, own), "idle": DeferMiddleware(plain)}
+        result[name]["deferred"] = DeferMiddleware(framework_app(name, deferred))
     return result
+
+
+urlpatterns = [path("", lambda request: HttpResponse("hello"))]
 
 
 def stream_app(chunks: int, register: str = "") -> App:

@@ -4,6 +4,7 @@ Run ``python benchmarks/bench.py [--quick] [--json FILE]``; see ``README.rst`` h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import http.client
 import json
@@ -19,7 +20,7 @@ import tempfile
 import time
 import tracemalloc
 from importlib import metadata
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import apps
 import report
@@ -55,23 +56,26 @@ def make_loop(app: apps.App) -> Callable[[int], int]:
     return loop
 
 
+def rotations(names: list[str], reps: int) -> Iterator[str]:
+    """Each name once per repetition, from a rotating first name, so that all share the machine's state."""
+    for rep in range(reps):
+        yield from names[rep % len(names) :] + names[: rep % len(names)]
+
+
 def time_rows(rows: dict[str, apps.App], reps: int, budget: float) -> dict[str, list[float]]:
-    """ns per request, per row and repetition. A repetition runs every row, from a rotating
-    first row, so rows share the machine's state; the gc is off inside a loop, as in timeit."""
-    loops, counts = {name: make_loop(app) for name, app in rows.items()}, {}
+    """ns per request, per row and repetition; the gc is off inside a loop, as in timeit."""
+    loops, counts, samples = {name: make_loop(app) for name, app in rows.items()}, {}, {}
     for name, loop in loops.items():
         loop(50)  # first-call caches and imports
         n, elapsed = 1, loop(1)
         while elapsed < budget * 1e9 / 4 and n < 1 << 22:
             n, elapsed = n * 2, loop(n * 2)
-        counts[name] = max(1, int(n * budget * 1e9 / elapsed))
-    names, samples = list(rows), {name: [] for name in rows}
-    for rep in range(reps):
-        for name in names[rep % len(names) :] + names[: rep % len(names)]:
-            gc.collect()
-            gc.disable()
-            samples[name].append(loops[name](counts[name]) / counts[name])
-            gc.enable()
+        counts[name], samples[name] = max(1, int(n * budget * 1e9 / elapsed)), []
+    for name in rotations(list(rows), reps):
+        gc.collect()
+        gc.disable()
+        samples[name].append(loops[name](counts[name]) / counts[name])
+        gc.enable()
     return samples
 
 
@@ -118,20 +122,18 @@ def stream_once(app: apps.App, copy: bool) -> tuple[int, int, int, list[tuple[st
 
 def run_streaming(total: int, reps: int) -> dict[str, Any]:
     n = total // len(apps.CHUNK)
-    variants = {"bare": apps.stream_app(n), "header_callback": apps.stream_app(n, "header"),
-                "call_on_close": apps.stream_app(n, "close")}  # fmt: skip
+    variants = {"bare": apps.stream_app(n), "header_callback": apps.stream_app(n, "header")}
+    variants["call_on_close"] = apps.stream_app(n, "close")
     if ("X-Deferred", "yes") not in stream_once(variants["header_callback"], False)[3]:
         raise RuntimeError("the streaming callback's header was not sent")
-    ttfb, copied, counted = ({name: [] for name in variants} for _ in range(3))
-    for rep in range(reps):
-        for name in list(variants)[rep % 3 :] + list(variants)[: rep % 3]:
-            for copy, times in ((True, copied), (False, counted)):
-                first, elapsed, received, _ = stream_once(variants[name], copy)
-                if received != n * len(apps.CHUNK):
-                    raise RuntimeError(f"streaming {name!r} sent {received} bytes")
-                ttfb[name].append(first)
-                times[name].append(elapsed)
-    memory = {}
+    ttfb, copied, counted, memory = ({name: [] for name in variants} for _ in range(4))
+    for name in rotations(list(variants), reps):
+        for copy, times in ((True, copied), (False, counted)):
+            first, elapsed, received, _ = stream_once(variants[name], copy)
+            if received != n * len(apps.CHUNK):
+                raise RuntimeError(f"streaming {name!r} sent {received} bytes")
+            ttfb[name].append(first)
+            times[name].append(elapsed)
     for name, app in variants.items():
         gc.collect()
         tracemalloc.start()
@@ -149,68 +151,66 @@ def run_streaming(total: int, reps: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-class Server:
+@contextlib.contextmanager
+def serve(kind: str, wrapper: tuple[str, ...] = (), timeout: float = 30) -> Iterator[tuple[int, int]]:
     """waitress (4 threads) or gunicorn (one gthread worker, 4 threads) serving ``apps.server_app``
-    on 127.0.0.1, started from its own command line and stopped by its PID."""
-
-    def __init__(self, kind: str, wrapper: tuple[str, ...] = (), timeout: float = 30) -> None:
-        with socket.socket() as probe:  # a free port, for the server to bind at once
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        address, here = f"127.0.0.1:{self.port}", os.path.dirname(os.path.abspath(__file__))
-        gunicorn = ["-b", address, "-k", "gthread", "--threads=4", "--log-level=warning", "apps:server_app()"]
-        waitress = [f"--listen={address}", "--threads=4", "--call", "apps:server_app"]
-        command = [*wrapper, sys.executable, "-m", kind, *{"waitress": waitress, "gunicorn": gunicorn}[kind]]
-        self.proc = subprocess.Popen(command, cwd=here, stdout=subprocess.DEVNULL)
+    on 127.0.0.1, from its own command line; yields (PID, port) and stops it by its PID."""
+    with socket.socket() as probe:  # a free port, for the server to bind at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    gunicorn = ["-b", address, "-k", "gthread", "--threads=4", "--log-level=warning", "apps:server_app()"]
+    waitress = [f"--listen={address}", "--threads=4", "--call", "apps:server_app"]
+    command = [*wrapper, sys.executable, "-m", kind, *{"waitress": waitress, "gunicorn": gunicorn}[kind]]
+    proc = subprocess.Popen(
+        command, cwd=os.path.dirname(os.path.abspath(__file__)), stdout=subprocess.DEVNULL
+    )
+    try:
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.get("/flask/plain", 1)
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(ConnectionRefusedError):
+                get(port, "/flask/plain", 1)
                 break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.__exit__()
-                    raise RuntimeError(f"{kind} did not answer within {timeout} s") from None
-                time.sleep(0.1)
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.proc.terminate()  # gunicorn's arbiter stops its worker
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"{kind} did not answer on port {port} within {timeout} s")
+        yield proc.pid, port
+    finally:
+        proc.terminate()  # gunicorn's arbiter stops its worker
         try:
-            self.proc.wait(15)
+            proc.wait(15)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(15)
+            proc.kill()
+            proc.wait(15)
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the server and its children (gunicorn's worker), from /proc."""
-        with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as file:
-            pids = [self.proc.pid, *file.read().split()]
+
+def get(port: int, path: str, count: int, seconds: float = 60) -> int:
+    """Up to *count* GETs of *path* on one keep-alive connection within *seconds*; each must send the
+    hello and, on the ``own`` and ``deferred`` routes only, the cookie. Returns how many."""
+    connection, done = http.client.HTTPConnection("127.0.0.1", port, timeout=60), 0
+    deadline = time.monotonic() + seconds
+    try:
+        while done < count and time.monotonic() < deadline:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            cookie = "user_lang=en" in (response.getheader("Set-Cookie") or "")
+            if response.read() != apps.BODY or cookie != path.endswith(("/own", "/deferred")):
+                raise RuntimeError(f"GET {path} answered {response.status} {response.getheaders()}")
+            done += 1
+    finally:
+        connection.close()
+    return done
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process *pid* and its children (gunicorn's worker), from /proc."""
+    with open(f"/proc/{pid}/task/{pid}/children") as file:
         ticks = 0
-        for pid in pids:
-            with open(f"/proc/{pid}/stat") as file:
-                fields = file.read().rsplit(")", 1)[1].split()
+        for each in [pid, *file.read().split()]:
+            with open(f"/proc/{each}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
             ticks += int(fields[11]) + int(fields[12])  # utime, stime
-        return ticks / os.sysconf("SC_CLK_TCK")
-
-    def get(self, path: str, count: int, seconds: float = 60) -> int:
-        """Up to *count* GETs of *path* on one keep-alive connection within *seconds*; each must send
-        the hello and, on the ``own`` and ``deferred`` routes only, the cookie. Returns how many."""
-        connection, done = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60), 0
-        deadline = time.monotonic() + seconds
-        try:
-            while done < count and time.monotonic() < deadline:
-                connection.request("GET", path)
-                response = connection.getresponse()
-                cookie = "user_lang=en" in (response.getheader("Set-Cookie") or "")
-                if response.read() != apps.BODY or cookie != path.endswith(("/own", "/deferred")):
-                    raise RuntimeError(f"GET {path} answered {response.status} {response.getheaders()}")
-                done += 1
-        finally:
-            connection.close()
-        return done
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def count_instructions(servers: dict[str, Any], windows: int, count: int) -> None:
@@ -222,44 +222,44 @@ def count_instructions(servers: dict[str, Any], windows: int, count: int) -> Non
         return print(f"instructions not counted: {servers['skipped']}", file=sys.stderr)
     samples: dict[str, list[float]] = {route: [] for route in servers["routes"]}
     with tempfile.TemporaryDirectory() as folder:
-        wrapper = ("valgrind", "-q", "--tool=callgrind", f"--callgrind-out-file={folder}/out")
-        with Server("waitress", wrapper, timeout=600) as server:
+        wrapper = (
+            "valgrind",
+            "-q",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={folder}/o",
+        )
+        with serve("waitress", wrapper, timeout=600) as (pid, port):
+            subprocess.run(["callgrind_control", "-i", "on", str(pid)], capture_output=True, check=True)
             for route in samples:
-                server.get(route, 30)
-            for _ in range(windows):
-                for route, values in samples.items():
-                    server.get("/gc", 1)
-                    control = ["callgrind_control", "-z", str(server.proc.pid)]
-                    subprocess.run(control, capture_output=True, check=True, timeout=120)
-                    server.get(route, count, 600)
-                    before = set(os.listdir(folder))
-                    subprocess.run(
-                        [control[0], "-d", control[2]], capture_output=True, check=True, timeout=120
-                    )
-                    (dump,) = set(os.listdir(folder)) - before
-                    with open(os.path.join(folder, dump)) as file:
-                        totals = next(line for line in file if line.startswith(("totals:", "summary:")))
-                    values.append(int(totals.split()[1]) / count)
+                get(port, route, count)  # warm-up
+            for route in rotations(list(samples), windows):
+                get(port, "/gc", 1)
+                subprocess.run(["callgrind_control", "-z", str(pid)], capture_output=True, check=True)
+                get(port, route, count, 600)
+                before = set(os.listdir(folder))
+                subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True, check=True)
+                (dump,) = set(os.listdir(folder)) - before
+                with open(os.path.join(folder, dump)) as file:
+                    totals = next(line for line in file if line.startswith(("totals:", "summary:")))
+                samples[route].append(int(totals.split()[1]) / count)
     for route, values in samples.items():
-        servers["routes"][route]["instructions"] = statistics.median(values)
-        servers["routes"][route]["instructions_samples"] = values
+        servers["routes"][route].update(instructions=statistics.median(values), instruction_samples=values)
 
 
 def run_servers(reps: int, seconds: float, windows: int) -> dict[str, Any]:
-    """waitress (4 threads) and gunicorn (one gthread worker, 4 threads), every route in turn."""
     routes = [f"/{fw}/{way}" for fw in apps.FRAMEWORKS for way in apps.WAYS]
     servers: dict[str, Any] = {"routes": {route: {} for route in routes}}
     for kind in ("waitress", "gunicorn"):
         totals = {route: [0, 0.0, 0.0] for route in routes}  # requests, seconds, CPU seconds
-        with Server(kind) as server:
+        with serve(kind) as (pid, port):
             for route in routes:
-                server.get(route, 50, seconds)
-            for rep in range(reps):
-                for route in routes[rep % len(routes) :] + routes[: rep % len(routes)]:
-                    cpu, start = server.cpu_seconds(), time.perf_counter()
-                    totals[route][0] += server.get(route, 1 << 30, seconds)
-                    totals[route][1] += time.perf_counter() - start
-                    totals[route][2] += server.cpu_seconds() - cpu
+                get(port, route, 50, seconds)
+            for route in rotations(routes, reps):
+                cpu, start = cpu_seconds(pid), time.perf_counter()
+                totals[route][0] += get(port, route, 1 << 30, seconds)
+                totals[route][1] += time.perf_counter() - start
+                totals[route][2] += cpu_seconds(pid) - cpu
         for route, (done, elapsed, cpu) in totals.items():
             servers["routes"][route][kind] = {"rps": done / elapsed, "cpu_us": cpu / done * 1e6}
     count_instructions(servers, windows, 30 if windows > 1 else 5)
@@ -277,11 +277,10 @@ def targets(inprocess: Any, stream: Any, servers: Any) -> list[dict[str, Any]]:
     d = inprocess["differences_ns"]
     idle, floor, noop = d["defer_idle - bare"], d["minimal_defer - bare"], d["defer_noop - defer_idle"]
     webob, cookie = d["webob_construct - bare"], d["defer_cookie - defer_idle"]
-    webob_cookie = d["webob_set_cookie - webob_construct"]
     add("core: idle / minimal deferring", idle / floor, 1.3, f"{idle:.0f} / {floor:.0f} ns over bare")
     add("core: no-op callback / webob.Response()", noop / webob, 0.75, f"{noop:.0f} / {webob:.0f} ns")
     for fw in ("pyramid", "flask"):
-        own = d[f"{fw}/own - {fw}/plain"]
+        own, webob_cookie = d[f"{fw}/own - {fw}/plain"], d["webob_set_cookie - webob_construct"]
         how = f"{cookie:.0f} / {own:.0f} ns; WebOb's set_cookie alone: {webob_cookie:.0f} ns"
         add(f"core: set_cookie callback / {fw}'s own", cookie / own, 1.0, how)
     for fw in apps.FRAMEWORKS:
@@ -315,12 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     stream = run_streaming(total=2**20 * (64 if quick else 1024), reps=2 if quick else 9)
     servers = run_servers(reps=1 if quick else 3, seconds=0.1 if quick else 0.5, windows=1 if quick else 5)
     names = ("deferware", "WebOb", "Django", "Flask", "pyramid", "bottle", "waitress", "gunicorn")
-    versions = {name: metadata.version(name) for name in names}
-    meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "quick": quick, "versions": versions}
-    meta.update(date=time.strftime("%Y-%m-%d"), frameworks=apps.FRAMEWORKS)
+    meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "quick": quick}
+    meta.update(versions={name: metadata.version(name) for name in names}, frameworks=apps.FRAMEWORKS)
     data = {"meta": meta, "inprocess": inprocess, "streaming": stream, "servers": servers}
     data["targets"] = targets(inprocess, stream, servers)
-    meta["elapsed_s"] = round(time.monotonic() - started)
+    meta.update(date=time.strftime("%Y-%m-%d"), elapsed_s=round(time.monotonic() - started))
     print(report.render_markdown(data))
     met = sum(target["met"] for target in data["targets"])
     print(f"{met} of {len(data['targets'])} targets met in {meta['elapsed_s']} s", "(quick run)" * quick)

@@ -18,27 +18,21 @@ def tables(data: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]
     rows, d = data["inprocess"]["rows"], data["inprocess"]["differences_ns"]
     core = [[name, f"{r['min_ns']:.0f}", f"{r['median_ns']:.0f}", f"{d[name + ' - bare']:.0f}", r["what"]]
             for name, r in rows.items() if "what" in r]  # fmt: skip
-    out = [
-        ("Core: one request as a server drives it, ns", ["row", "min", "median", "over bare", "what"], core)
-    ]
+    title = "Core: one request as a server drives it, ns"
+    out = [(title, ["row", "min", "median", "over bare", "what"], core)]
     table = []
     for fw in data["meta"]["frameworks"]:
         us = [f"{rows[f'{fw}/{way}']['median_ns'] / 1e3:.1f}" for way in ("plain", "own", "idle", "deferred")]
-        idle, own, ours = (
-            d[f"{fw}/{a} - {fw}/{b}"] for a, b in (("idle", "plain"), ("own", "plain"), ("deferred", "idle"))
-        )
+        p = f"{fw}/"
+        idle, own, ours = d[f"{p}idle - {p}plain"], d[f"{p}own - {p}plain"], d[f"{p}deferred - {p}idle"]
         adds = f"{idle / 1e3:.2f} ({idle / rows[f'{fw}/plain']['median_ns']:.1%})"
         table.append([fw, *us, adds, f"{own / 1e3:.2f}", f"{ours / 1e3:.2f}", f"{ours / own:.2f}"])
     header = ["framework", "plain", "own", "idle", "deferred", "idle adds", "own cookie", "deferware cookie"]
     out.append(("Frameworks: a hello in process, µs", [*header, "ratio"], table))
     s, table = data["streaming"], []
     for name, ns in s["ns_per_chunk"].items():
-        ttfb, gib, kib = (
-            s["ttfb_ns"][name] / 1e3,
-            s["gib_per_s"][name],
-            s["peak_memory_growth_bytes"][name] / 1024,
-        )
-        table.append([name, f"{ttfb:.1f}", f"{gib:.2f}", f"{ns:.0f}", f"{kib:.0f}"])
+        ttfb, kib = s["ttfb_ns"][name] / 1e3, s["peak_memory_growth_bytes"][name] / 1024
+        table.append([name, f"{ttfb:.1f}", f"{s['gib_per_s'][name]:.2f}", f"{ns:.0f}", f"{kib:.0f}"])
     header = ["variant", "TTFB µs", "GiB/s, copied", "ns/chunk, not copied", "peak growth KiB"]
     out.append((f"Streaming {s['bytes'] / 2**20:.0f} MiB in 64 KiB chunks, in process", header, table))
     routes, table = data["servers"]["routes"], []
