@@ -162,9 +162,8 @@ def serve(kind: str, wrapper: tuple[str, ...] = (), timeout: float = 30) -> Iter
     gunicorn = ["-b", address, "-k", "gthread", "--threads=4", "--log-level=warning", "apps:server_app()"]
     waitress = [f"--listen={address}", "--threads=4", "--call", "apps:server_app"]
     command = [*wrapper, sys.executable, "-m", kind, *{"waitress": waitress, "gunicorn": gunicorn}[kind]]
-    proc = subprocess.Popen(
-        command, cwd=os.path.dirname(os.path.abspath(__file__)), stdout=subprocess.DEVNULL
-    )
+    here = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.Popen(command, cwd=here, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + timeout
         while proc.poll() is None and time.monotonic() < deadline:
@@ -214,22 +213,17 @@ def cpu_seconds(pid: int) -> float:
 
 
 def count_instructions(servers: dict[str, Any], windows: int, count: int) -> None:
-    """Instructions per request inside waitress under callgrind, per route: the median over *windows*
-    rounds of (collect garbage, zero the counters, *count* requests, dump the counters). Unlike time,
-    they do not depend on what else the machine does."""
+    """Instructions per request in waitress's worker threads under callgrind, per route: the median over
+    *windows* rounds of (collect garbage, zero the counters, *count* requests, dump the counters). The
+    workers run the application and write its response; the main thread's event loop is left out, as
+    its count follows timing. Unlike time, the count does not depend on what else the machine does."""
     if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
         servers["skipped"] = "valgrind's callgrind_control is not on PATH"
         return print(f"instructions not counted: {servers['skipped']}", file=sys.stderr)
     samples: dict[str, list[float]] = {route: [] for route in servers["routes"]}
     with tempfile.TemporaryDirectory() as folder:
-        wrapper = (
-            "valgrind",
-            "-q",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={folder}/o",
-        )
-        with serve("waitress", wrapper, timeout=600) as (pid, port):
+        options = ["--instr-atstart=no", "--separate-threads=yes", f"--callgrind-out-file={folder}/o"]
+        with serve("waitress", ("valgrind", "-q", "--tool=callgrind", *options), timeout=600) as (pid, port):
             subprocess.run(["callgrind_control", "-i", "on", str(pid)], capture_output=True, check=True)
             for route in samples:
                 get(port, route, count)  # warm-up
@@ -239,10 +233,12 @@ def count_instructions(servers: dict[str, Any], windows: int, count: int) -> Non
                 get(port, route, count, 600)
                 before = set(os.listdir(folder))
                 subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True, check=True)
-                (dump,) = set(os.listdir(folder)) - before
-                with open(os.path.join(folder, dump)) as file:
-                    totals = next(line for line in file if line.startswith(("totals:", "summary:")))
-                samples[route].append(int(totals.split()[1]) / count)
+                total = 0
+                for dump in set(os.listdir(folder)) - before:
+                    if not dump.endswith("-01"):  # thread 1, the main thread
+                        with open(os.path.join(folder, dump)) as file:
+                            total += int(next(line for line in file if line.startswith("totals:")).split()[1])
+                samples[route].append(total / count)
     for route, values in samples.items():
         servers["routes"][route].update(instructions=statistics.median(values), instruction_samples=values)
 
