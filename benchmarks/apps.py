@@ -30,9 +30,14 @@ ENVIRON: dict[str, Any] = {"HTTP_HOST": "127.0.0.1:8080"}  # a GET / as a server
 setup_testing_defaults(ENVIRON)
 
 
-def set_cookie(response: Any) -> Any:
+def set_cookie(response: Any) -> None:
+    """The cookie as a deferware callback sets it (a callback that returns a response replaces it)."""
     response.set_cookie(*COOKIE)
-    return response  # as Flask's after_this_request wants
+
+
+def flask_cookie(response: Any) -> Any:
+    response.set_cookie(*COOKIE)
+    return response  # Flask's after_this_request wants the response back
 
 
 def noop(*args: Any) -> None:
@@ -104,7 +109,7 @@ def core_apps() -> dict[str, tuple[App, str]]:
 HOOKS: dict[str, tuple[Callable[..., object], Callable[..., object]]] = {
     "django": (lambda request, response: set_cookie(response),  # a middleware, after the view
                lambda request, response: after_this_request(set_cookie, environ=request.environ)),
-    "flask": (lambda: flask.after_this_request(set_cookie),  # the view
+    "flask": (lambda: flask.after_this_request(flask_cookie),  # the view
               lambda: after_this_request(set_cookie)),
     "pyramid": (lambda request: request.add_response_callback(lambda _, response: set_cookie(response)),
                 lambda request: after_this_request(set_cookie, environ=request.environ)),  # a tween
@@ -209,9 +214,9 @@ def server_app() -> App:
     sys.setswitchinterval(1.0)  # threads switch when one waits: instruction counts then ignore timing
 
     def dispatch(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path, environ["PATH_INFO"] = environ["PATH_INFO"], "/"
-        if path == "/gc":
+        route, environ["PATH_INFO"] = environ["PATH_INFO"], "/"
+        if route == "/gc":
             gc.collect()
-        return routes.get(path, bare)(environ, start_response)
+        return routes.get(route, bare)(environ, start_response)
 
     return dispatch

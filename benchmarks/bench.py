@@ -283,7 +283,9 @@ def targets(inprocess: Any, stream: Any, servers: Any) -> list[dict[str, Any]]:
         own, ours = d[f"{fw}/own - {fw}/plain"], d[f"{fw}/deferred - {fw}/idle"]
         idle, plain = d[f"{fw}/idle - {fw}/plain"], inprocess["rows"][f"{fw}/plain"]["median_ns"]
         add(f"{fw}: deferware cookie / own cookie", ours / own, 1.1, f"{ours:.0f} / {own:.0f} ns")
-        add(f"{fw}: idle adds", idle / plain, 0.02, f"{idle:.0f} of {plain:.0f} ns")
+        add(
+            f"{fw}: idle adds", idle / plain, 0.02, f"{idle:.0f} of {plain:.0f} ns; floor {floor / plain:.1%}"
+        )
     for fw in () if "skipped" in servers else apps.FRAMEWORKS:
         i = {way: servers["routes"][f"/{fw}/{way}"]["instructions"] for way in apps.WAYS}
         own, ours, idle = i["own"] - i["plain"], i["deferred"] - i["idle"], i["idle"] - i["plain"]
