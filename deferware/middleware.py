@@ -58,34 +58,23 @@ class Capture:
     request is then handed over), and buffered for the callbacks otherwise.
     """
 
-    __slots__ = (
-        "_registry",
-        "_server",
-        "_server_write",
-        "finishing",
-        "handed_over",
-        "head",
-        "headers",
-        "status",
-        "wrote",
-    )
-
-    #: Set by start_response (status first: headers are read only once it is set).
+    # No __init__ and no __slots__: every request makes one, and the class
+    # attributes are the initial state (as in Registry). DeferMiddleware sets
+    # the two references.
+    registry: Registry
+    server: StartResponse
+    status: str | None = None
+    #: Set by start_response with the status (read only once status is set).
     headers: list[tuple[str, str]]
+    #: What goes out before the rest of the iterable, in order: ``write()`` data
+    #: kept for the callbacks, or chunks pulled while priming a lazy start.
+    head: list[bytes] | None = None
+    wrote = False
+    #: True while the callbacks run on the response.
+    finishing = False
+    handed_over = False
     #: The server's write(), once the response was handed over.
-    _server_write: Any
-
-    def __init__(self, registry: Registry, server_start_response: StartResponse) -> None:
-        self._registry = registry
-        self._server = server_start_response
-        self.status: str | None = None
-        #: What goes out before the rest of the iterable, in order: ``write()`` data
-        #: kept for the callbacks, and chunks pulled while priming a lazy start.
-        self.head: list[bytes] = []
-        self.wrote = False
-        #: True while the callbacks run on the response.
-        self.finishing = False
-        self.handed_over = False
+    server_write: Any = None
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
@@ -93,7 +82,7 @@ class Capture:
         if exc_info is not None:
             try:
                 if self.handed_over:  # the server decides: replace, or re-raise if sent
-                    self._server_write = self._server(status, headers, exc_info)
+                    self.server_write = self.server(status, headers, exc_info)
                     return self.write
                 if self.wrote or self.finishing:
                     # PEP 3333: after write() (the headers count as sent), or while the
@@ -112,7 +101,7 @@ class Capture:
 
     def write(self, data: bytes) -> Any:
         if self.handed_over:
-            return self._server_write(data)
+            return self.server_write(data)
         if self.status is None:
             raise AssertionError("write() was called before start_response() (PEP 3333).")
         if self.finishing:
@@ -123,15 +112,17 @@ class Capture:
             )
         if not self.wrote:
             self.wrote = True
-            if self._registry.stop_if_none(True, False, _WHY_WRITTEN):  # nothing to wait for: stream it
+            if self.registry.stop_if_none(True, False, _WHY_WRITTEN):  # nothing to wait for: stream it
                 self.hand_over(self.status, self.headers)
-                return self._server_write(data)
+                return self.server_write(data)
+        if self.head is None:
+            self.head = []
         self.head.append(data)
         return None
 
     def hand_over(self, status: str, headers: list[tuple[str, str]]) -> None:
         """Give the final status and headers to the server."""
-        self._server_write = self._server(status, headers)
+        self.server_write = self.server(status, headers)
         self.handed_over = True
 
 
@@ -178,7 +169,9 @@ class DeferMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         registry = Registry()
-        capture = Capture(registry, start_response)
+        capture = Capture()
+        capture.registry = registry
+        capture.server = start_response
         # registry.bind, inline: every request runs it
         previous = environ.get(ENVIRON_KEY)
         environ[ENVIRON_KEY] = registry
@@ -196,8 +189,9 @@ class DeferMiddleware:
                 if capture.handed_over:  # write() streamed it
                     return _finishing(body, registry, environ)
                 # (A callback once registered stays until it runs: no lock needed to see one.)
-                if not registry.callbacks and registry.stop_if_none(True, True):
-                    capture.hand_over(capture.status, capture.headers)  # type: ignore[arg-type]
+                if not registry.callbacks and registry.stop_if_idle():
+                    capture.server_write = start_response(capture.status, capture.headers)  # type: ignore[arg-type]
+                    capture.handed_over = True  # capture.hand_over, inline: every idle request runs it
                     return body
                 if not registry.callbacks and registry.stop_if_none(True, False):  # only close ones
                     out = _finishing(body, registry, environ)
@@ -209,8 +203,11 @@ class DeferMiddleware:
             return self._finish(environ, registry, capture, app_iter, body)
         finally:
             _reset(token)
-            if previous is not None and isinstance(previous, Registry) and previous.active:
-                environ[ENVIRON_KEY] = previous  # an enclosing request's: see DeferMiddleware
+            # An enclosing request's registry goes back (see DeferMiddleware);
+            # previous.active, inline: every request runs this.
+            active = previous is not None and isinstance(previous, Registry)
+            if active and (previous.taking or previous.taking_close):  # type: ignore[union-attr]
+                environ[ENVIRON_KEY] = previous
 
     def _started(
         self, environ: WSGIEnvironment, registry: Registry, capture: Capture, app_iter: Iterable[bytes]
@@ -221,6 +218,7 @@ class DeferMiddleware:
         head = capture.head
         iterator = None
         if capture.status is None:
+            head = capture.head = []  # write() called while priming appends here too
             iterator = prime(app_iter, lambda: capture.status is not None, head)
             if capture.status is None:
                 raise RuntimeError(

@@ -155,6 +155,17 @@ class Registry:
         finally:
             _release()
 
+    def stop_if_idle(self) -> bool:
+        """Stop taking both kinds if none is pending; returns whether they stopped."""
+        _acquire()
+        try:
+            if self.callbacks or self.close_callbacks:
+                return False
+            self.taking = self.taking_close = False
+            return True
+        finally:
+            _release()
+
     def drop_callbacks(self) -> None:
         """The request failed before a response existed: its callbacks never run."""
         _acquire()
