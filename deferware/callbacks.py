@@ -25,6 +25,7 @@ logger = logging.getLogger("deferware")
 def run_callbacks(
     registry: Registry,
     response: Response,
+    check: HeaderCheck,
     environ: WSGIEnvironment,
     dropped: list[Iterable[bytes]],
     log_errors: bool = False,
@@ -32,17 +33,22 @@ def run_callbacks(
     """Run *registry*'s callbacks in order on *response*; return the final response.
 
     Each callback gets the response the previous one left or returned. A
-    callback registered meanwhile runs too. The bodies of replaced responses are
-    appended to *dropped*, for the caller to close. With *log_errors*, a
-    callback that raises is logged and undone (see :func:`_run_logged`).
+    callback registered meanwhile runs too. *check* (made over the status and
+    headers the response started with) checks what each callback leaves, and
+    holds the final status and headers once this returns. The bodies of
+    replaced responses are appended to *dropped*, for the caller to close. With
+    *log_errors*, a callback that raises is logged and undone (see
+    :func:`_run_logged`).
     """
-    check = HeaderCheck(response.status, response.headerlist)
     while batch := registry.take_callbacks():
         for func in batch:
             if log_errors:
                 response = _run_logged(func, response, registry, environ, dropped, check)
-            else:
-                response = _run(func, response, environ, dropped, check)
+                continue
+            result = func(response)  # _run, inline: every callback runs this
+            if result is not None:
+                response = _replacement(func, response, result, environ, dropped)
+            check(func, response)
     return response
 
 
@@ -52,21 +58,29 @@ def _run(
     """Run one callback; take its replacement, if any; check what it left."""
     result = func(response)
     if result is not None:
-        if not isinstance(result, Response):
-            raise _bad_return(func, result)
-        if result is not response:
-            # Every body a response had is closed at the end, once: the one
-            # replaced, and the replacement's own, should a later step fail.
-            dropped.append(response.app_iter)
-            dropped.append(result.app_iter)
-            response = result
-        if type(response).__call__ is not Response.__call__:
-            # An HTTP exception builds its page when sent: sent here, inside
-            # this callback's turn, so that its errors fall under the policy too.
-            dropped.append(response.app_iter)
-            response = send_itself(response, environ)
-            dropped.append(response.app_iter)
+        response = _replacement(func, response, result, environ, dropped)
     check(func, response)
+    return response
+
+
+def _replacement(
+    func: Any, response: Response, result: object, environ: WSGIEnvironment, dropped: list[Any]
+) -> Response:
+    """The response that *result*, returned by *func*, puts in *response*'s place."""
+    if not isinstance(result, Response):
+        raise _bad_return(func, result)
+    if result is not response:
+        # Every body a response had is closed at the end, once: the one
+        # replaced, and the replacement's own, should a later step fail.
+        dropped.append(response.app_iter)
+        dropped.append(result.app_iter)
+        response = result
+    if type(response).__call__ is not Response.__call__:
+        # An HTTP exception builds its page when sent: sent here, inside
+        # this callback's turn, so that its errors fall under the policy too.
+        dropped.append(response.app_iter)
+        response = send_itself(response, environ)
+        dropped.append(response.app_iter)
     return response
 
 

@@ -26,7 +26,7 @@ from .callbacks import run_callbacks
 from .iterators import RequestBody, prime, run_close_callbacks, unique_bodies
 from .options import from_keywords
 from .registry import ENVIRON_KEY, Registry, current_registry
-from .responses import build_response, outgoing, send_itself
+from .responses import HeaderCheck, build_response, outgoing, send_itself
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -244,22 +244,26 @@ class DeferMiddleware:
                 if type(app_iter) in (list, tuple)
                 else RequestBody(app_iter, registry, environ)
             )
+        app_headers = capture.headers
+        check = HeaderCheck(capture.status, app_headers)  # type: ignore[arg-type]
+        response = build_response(capture.status, list(app_headers), body)  # type: ignore[arg-type]
         dropped: list[Any] = []  # bodies left behind, closed at the end
-        response = build_response(capture.status, list(capture.headers), body)  # type: ignore[arg-type]
         capture.finishing = True
         try:
-            response = run_callbacks(registry, response, environ, dropped, self._log_errors)
+            response = run_callbacks(registry, response, check, environ, dropped, self._log_errors)
             if response.conditional_response:
                 dropped.append(response.app_iter)
                 response = send_itself(response, environ)
-            status, headers, final = outgoing(response, environ, capture.headers)
+                check.status, check.headers = response.status, response.headerlist
+            final = response.app_iter
+            status, headers, bodiless = outgoing(check.status, check.headers, environ, app_headers)
         except BaseException:
             _fail(registry, [body, response.app_iter, *dropped])
             raise
         finally:
             capture.finishing = False
-        if final is None:  # no body may go out: what is there is closed, not sent
-            dropped.append(response.app_iter)
+        if bodiless:  # no body may go out: what is there is closed, not sent
+            dropped.append(final)
             final = []
         out = _outgoing_body(final, body, dropped, registry, environ)
         try:

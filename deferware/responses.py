@@ -107,35 +107,37 @@ def _header_problem(item: Any) -> tuple[str, str] | None:
 class HeaderCheck:
     """Checks the status and headers each callback leaves, before anything is sent.
 
-    The application's own status and headers pass as they came (as they would
-    without deferware). After a callback, only what changed is looked at: a
-    header equal to one accepted before needs no second look.
+    Made over the status and header list a response starts with (a list no
+    callback changes: not the response's own). Those pass as they came (as they
+    would without deferware); after a callback, only what changed is looked at.
+    :attr:`status` and :attr:`headers` are what the response held at the last
+    check.
     """
 
-    __slots__ = ("_accepted", "_seen", "_status")
+    __slots__ = ("_accepted", "headers", "status")
 
     def __init__(self, status: str, headers: Headers) -> None:
-        self._status = status
-        self._seen = list(headers)  # a copy: callbacks change the response's list in place
+        self.status = status
+        self.headers = headers
         self._accepted: set[Any] | None = None
 
     def __call__(self, func: Any, response: Response) -> None:
         """Raise :class:`InvalidHeader`, naming *func*, for what it left unsafe."""
         status = response.status
-        if status != self._status:
+        if status != self.status:
             if type(status) is not str or _STATUS.fullmatch(status) is None:
                 raise InvalidHeader(
                     f"after_this_request callback {describe(func)} set the status {status!r}, "
                     "which is not a 3-digit code, a space and a reason phrase. Set "
                     "response.status_code, or a status such as '404 Not Found'."
                 )
-            self._status = status
+            self.status = status
         headers = response.headerlist
-        if headers == self._seen:
+        if headers == self.headers:
             return
         accepted = self._accepted
         if accepted is None:
-            accepted = self._accepted = {item for item in self._seen if type(item) is tuple}
+            accepted = self._accepted = {item for item in self.headers if type(item) is tuple}
         for item in headers:
             try:
                 if item in accepted:
@@ -149,7 +151,7 @@ class HeaderCheck:
                     f"header: {found[0]}. Nothing was sent; {found[1]}."
                 )
             accepted.add(item)
-        self._seen = list(headers)
+        self.headers = list(headers)  # a copy: callbacks change the response's list in place
 
 
 def send_itself(response: Response, environ: WSGIEnvironment) -> Response:
@@ -197,8 +199,11 @@ def _close(iterable: object) -> None:
         close()
 
 
-def outgoing(response: Response, environ: WSGIEnvironment, app_headers: Headers) -> tuple[str, Headers, Any]:
-    """The status, header list and body that go to the server.
+def outgoing(
+    status: str, headers: Headers, environ: WSGIEnvironment, app_headers: Headers
+) -> tuple[str, Headers, bool]:
+    """The status and header list that go to the server, and whether the body
+    must be left out.
 
     RFC 9110: no body on HEAD, 1xx, 204 or 304, whatever a callback left there
     (servers send what they are given, and a keep-alive client would read it as
@@ -207,17 +212,14 @@ def outgoing(response: Response, environ: WSGIEnvironment, app_headers: Headers)
     from another body is not. A header list equal to the application's goes out
     as the application's own list.
     """
-    status = response.status
-    headers = response.headerlist
-    body: Any = response.app_iter
     code = status[:3]
-    if code in ("204", "304") or code[:1] == "1" or environ.get("REQUEST_METHOD") == "HEAD":
-        body = None
+    bodiless = code in ("204", "304") or code[:1] == "1" or environ.get("REQUEST_METHOD") == "HEAD"
+    if bodiless:
         keep = [] if code == "204" or code[:1] == "1" else [i for i in app_headers if _is_length(i)]
         headers = [item for item in headers if not _is_length(item) or item in keep]
     if headers == app_headers:
-        return status, app_headers, body
-    return status, list(headers), body
+        return status, app_headers, bodiless
+    return status, list(headers), bodiless
 
 
 def _is_length(item: tuple[str, str]) -> bool:
