@@ -1,20 +1,14 @@
 """``DeferMiddleware``: runs the request's registered callbacks on its response.
 
-One request's path through :meth:`DeferMiddleware.__call__`:
-
-1. A fresh :class:`~deferware.registry.Registry` goes in the environ and the
-   context; the application is called with a :class:`Capture`'s
-   ``start_response``, which records the status and headers (and buffers
-   ``write()`` data only if a callback will need it).
-2. A lazy application (``start_response`` from inside its generator) is pulled
-   up to its first chunk.
-3. Nothing registered: the recorded status, the application's own header list
-   and its own iterable go to the server. No WebOb object is built.
-4. Otherwise a ``webob.Response`` is built over the body, the callbacks run
-   (:mod:`deferware.callbacks`), and the final status, header list and body go
-   to the server directly (:func:`~deferware.responses.outgoing`), with a
-   :class:`~deferware.iterators.RequestBody` whose ``close()`` closes every
-   body once and runs the close callbacks.
+A fresh :class:`~deferware.registry.Registry` goes in the environ and the
+context; the application gets a :class:`Capture`'s ``start_response``, and a
+lazy one is pulled up to its first chunk. Nothing registered: the recorded
+status, the application's own header list and its own iterable go to the
+server, and no WebOb object is built. Otherwise a ``webob.Response`` is built
+over the body, the callbacks run (:mod:`deferware.callbacks`), and the final
+status, header list and body go to the server directly, with a
+:class:`~deferware.iterators.RequestBody` whose ``close()`` closes every body
+once and runs the close callbacks.
 """
 
 from __future__ import annotations
@@ -53,21 +47,20 @@ class Capture:
 
     The only holder of the server's ``start_response`` and ``write``: neither
     the environ nor the context can reach it, so nothing of the server's is
-    kept alive by them. ``write()`` data is passed straight to the server when
-    no ``after_this_request`` callback is registered at the first call (the
-    request is then handed over), and buffered for the callbacks otherwise.
+    kept alive by them. ``write()`` data goes straight to the server when no
+    ``after_this_request`` callback is registered at the first call (the
+    request is then handed over), and is kept for the callbacks otherwise.
     """
 
-    # No __init__ and no __slots__: every request makes one, and the class
-    # attributes are the initial state (as in Registry). DeferMiddleware sets
-    # the two references.
+    # No __init__: every request makes one; the class attributes are the
+    # initial state, and DeferMiddleware sets the two references.
     registry: Registry
     server: StartResponse
     status: str | None = None
-    #: Set by start_response with the status (read only once status is set).
+    #: Set with the status (read only once the status is set).
     headers: list[tuple[str, str]]
-    #: What goes out before the rest of the iterable, in order: ``write()`` data
-    #: kept for the callbacks, or chunks pulled while priming a lazy start.
+    #: What goes out before the rest of the iterable: ``write()`` data kept for
+    #: the callbacks, or chunks pulled while priming a lazy start.
     head: list[bytes] | None = None
     wrote = False
     #: True while the callbacks run on the response.
@@ -112,7 +105,7 @@ class Capture:
             )
         if not self.wrote:
             self.wrote = True
-            if self.registry.stop_if_none(True, False, _WHY_WRITTEN):  # nothing to wait for: stream it
+            if self.registry.stop_callbacks(_WHY_WRITTEN):  # nothing to wait for: stream it
                 self.hand_over(self.status, self.headers)
                 return self.server_write(data)
         if self.head is None:
@@ -172,8 +165,7 @@ class DeferMiddleware:
         capture = Capture()
         capture.registry = registry
         capture.server = start_response
-        # registry.bind, inline: every request runs it
-        previous = environ.get(ENVIRON_KEY)
+        previous = environ.get(ENVIRON_KEY)  # registry.bind, inline: every request runs it
         environ[ENVIRON_KEY] = registry
         token = _set(registry)
         try:
@@ -185,22 +177,22 @@ class DeferMiddleware:
             body: Iterable[bytes] = app_iter  # or a RequestBody that owns it
             try:
                 if capture.status is None or capture.head:
-                    body = self._started(environ, registry, capture, app_iter)
+                    body = self._started(environ, capture, app_iter)
                 if capture.handed_over:  # write() streamed it
                     return _finishing(body, registry, environ)
                 # (A callback once registered stays until it runs: no lock needed to see one.)
                 if not registry.callbacks and registry.stop_if_idle():
                     capture.server_write = start_response(capture.status, capture.headers)  # type: ignore[arg-type]
-                    capture.handed_over = True  # capture.hand_over, inline: every idle request runs it
+                    capture.handed_over = True  # capture.hand_over, inline: the idle path
                     return body
-                if not registry.callbacks and registry.stop_if_none(True, False):  # only close ones
+                if not registry.callbacks and registry.stop_callbacks():  # only close callbacks
                     out = _finishing(body, registry, environ)
                     capture.hand_over(capture.status, capture.headers)  # type: ignore[arg-type]
                     return out
             except BaseException:
                 _fail(registry, (body,))
                 raise
-            return self._finish(environ, registry, capture, app_iter, body)
+            return self._finish(environ, capture, app_iter, body)
         finally:
             _reset(token)
             # An enclosing request's registry goes back (see DeferMiddleware);
@@ -209,12 +201,10 @@ class DeferMiddleware:
             if active and (previous.taking or previous.taking_close):  # type: ignore[union-attr]
                 environ[ENVIRON_KEY] = previous
 
-    def _started(
-        self, environ: WSGIEnvironment, registry: Registry, capture: Capture, app_iter: Iterable[bytes]
-    ) -> RequestBody:
-        """The application's body with what came before its iterable: chunks
-        pulled until a lazy application called ``start_response``, and data
-        buffered from ``write()``."""
+    def _started(self, environ: WSGIEnvironment, capture: Capture, app_iter: Iterable[bytes]) -> RequestBody:
+        """The application's body after what came before its iterable: chunks
+        pulled until a lazy application called ``start_response``, or data
+        kept from ``write()``."""
         head = capture.head
         iterator = None
         if capture.status is None:
@@ -225,25 +215,18 @@ class DeferMiddleware:
                     f"The WSGI application {self.app!r} returned an iterable that ended without "
                     "calling start_response(). Every WSGI application must call it (PEP 3333)."
                 )
-        return RequestBody(app_iter, registry, environ, head, iterator)
+        return RequestBody(app_iter, capture.registry, environ, head, iterator)
 
     def _finish(
-        self,
-        environ: WSGIEnvironment,
-        registry: Registry,
-        capture: Capture,
-        app_iter: Iterable[bytes],
-        body: Iterable[bytes],
+        self, environ: WSGIEnvironment, capture: Capture, app_iter: Iterable[bytes], body: Iterable[bytes]
     ) -> Iterable[bytes]:
-        """Run the callbacks and hand the final response to the server."""
+        """Run the callbacks; hand the final response to the server (:func:`_send`)."""
+        registry = capture.registry
         if body is app_iter:
             # WebOb's response.write() appends to a list body in place: the
             # application's list may be a constant it serves to every request.
-            body = (
-                list(app_iter)
-                if type(app_iter) in (list, tuple)
-                else RequestBody(app_iter, registry, environ)
-            )
+            copy = type(app_iter) in (list, tuple)
+            body = list(app_iter) if copy else RequestBody(app_iter, registry, environ)
         app_headers = capture.headers
         check = HeaderCheck(capture.status, app_headers)  # type: ignore[arg-type]
         response = build_response(capture.status, list(app_headers), body)  # type: ignore[arg-type]
@@ -265,44 +248,51 @@ class DeferMiddleware:
         if bodiless:  # no body may go out: what is there is closed, not sent
             dropped.append(final)
             final = []
-        out = _outgoing_body(final, body, dropped, registry, environ)
-        try:
-            capture.hand_over(status, headers)
-        except BaseException:
-            _close_quietly(out)
-            raise
-        return out
+        return _send(capture, status, headers, final, body, dropped, environ)
 
 
-def _outgoing_body(
-    final: Iterable[bytes], body: Any, dropped: list[Any], registry: Registry, environ: WSGIEnvironment
+def _send(
+    capture: Capture,
+    status: str,
+    headers: list[tuple[str, str]],
+    final: Any,
+    body: Any,
+    dropped: list[Any],
+    environ: WSGIEnvironment,
 ) -> Iterable[bytes]:
-    """What the server gets: *final*, and a close() that finishes the request.
+    """Hand *status* and *headers* to the server; return the body it gets.
 
-    When there is nothing else to close and no close callback, *final* goes as
-    it is: the application's own iterable if no callback touched it (so
-    ``wsgi.file_wrapper`` keeps working), or a list.
+    That is *final* with a ``close()`` that also closes *body* and *dropped*
+    (each once) and runs the close callbacks. With nothing else to close and no
+    close callback, *final* goes as it is: the application's own iterable if no
+    callback touched it (so ``wsgi.file_wrapper`` keeps working), or a list.
     """
+    registry = capture.registry
     others: list[Any] = []
     if dropped or final is not body:  # each once, and none that a RequestBody among them closes
-        bodies = unique_bodies([final, body, *dropped])
-        others = [item for item in bodies if item is not final and hasattr(item, "close")]
-    if not others and registry.stop_if_none(False, True):
-        if type(final) is RequestBody and final.untouched:
-            return final.iterable
-        if type(final) in (list, tuple, RequestBody):
-            return final
-        return RequestBody(final, registry, environ)
-    out = final if type(final) is RequestBody else RequestBody(final, registry, environ)
-    out.close_also(others)
-    out.finish_request()
-    return out
+        others = [item for item in unique_bodies([final, body, *dropped]) if item is not final]
+        others = [item for item in others if hasattr(item, "close")]
+    if others or not registry.stop_close_callbacks():
+        final = final if type(final) is RequestBody else RequestBody(final, registry, environ)
+        final.close_also(others)
+        final.finish_request()
+    elif type(final) is RequestBody and final.untouched:
+        final = final.iterable
+    elif type(final) not in (list, tuple, RequestBody):
+        final = RequestBody(final, registry, environ)  # a callback's body: binds the request too
+    try:
+        capture.server_write = capture.server(status, headers)
+        capture.handed_over = True  # capture.hand_over, inline: every request with callbacks
+    except BaseException:
+        _close_quietly(final)
+        raise
+    return final  # type: ignore[no-any-return]
 
 
 def _finishing(body: Iterable[bytes], registry: Registry, environ: WSGIEnvironment) -> Iterable[bytes]:
-    """The body of a response ``write()`` handed over: the server's, with a
-    close hook if a close callback is registered."""
-    if registry.stop_if_none(False, True):
+    """The body of a response handed over without callbacks: the application's
+    own, or with a close hook if a close callback is registered."""
+    if registry.stop_close_callbacks():
         return body
     out = body if type(body) is RequestBody else RequestBody(body, registry, environ)
     out.finish_request()

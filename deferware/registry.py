@@ -1,16 +1,12 @@
 """The per-request callback registry, where it lives, and how code finds it.
 
 ``DeferMiddleware`` makes one :class:`Registry` per request and stores it in the
-WSGI environ under :data:`ENVIRON_KEY`. The environ is the source of truth; the
-context variable :data:`current_registry` is a convenience pointer to the same
-object, bound (with the environ's key) around every stretch of application code
-the middleware drives: :func:`bind` and :func:`unbind`.
-
-A registry holds only what application code gave it: the callbacks, and whether
-each list still takes entries. It never holds anything of the server's, so a
-registry kept alive by the environ or by a copied context keeps nothing else
-alive. Callbacks are removed from it as they run, so a callback that closes
-over the environ makes no reference cycle either.
+environ under :data:`ENVIRON_KEY`, the source of truth; the context variable
+:data:`current_registry` points to the same object while the middleware drives
+application code (:func:`bind`, :func:`unbind`). A registry holds only what
+application code gave it, never anything of the server's, and callbacks leave
+it as they run: keeping one alive (in the environ, in a copied context) keeps
+nothing else alive and makes no reference cycle.
 """
 
 from __future__ import annotations
@@ -33,10 +29,10 @@ ENVIRON_KEY = "deferware.registry"
 current_registry: ContextVar[Registry] = ContextVar("deferware.registry")
 
 # One lock for every registry: registration can race with the middleware
-# finishing the response (a worker thread registering while the response is
-# handed over). Its critical sections are a few list operations and never run
-# user code, so sharing it costs nothing, where a lock per request would.
-# acquire/release rather than ``with``: the same, at half the cost per use.
+# finishing the response (a worker thread registering during the hand-over).
+# Its critical sections are a few assignments and never run user code, so one
+# shared lock costs nothing, where one per request would. acquire/release
+# rather than ``with``: the same, for less work per use.
 _lock = threading.Lock()
 _acquire = _lock.acquire
 _release = _lock.release
@@ -62,14 +58,13 @@ _WHY_RAN = "the close callbacks of this response already ran"
 class Registry:
     """The callbacks registered during one request, in registration order.
 
-    ``after_this_request`` callbacks and ``call_on_close`` callbacks each sit in
-    a list that takes entries until the middleware stops it. The guarantee this
-    class alone owns: a registration either runs or raises
-    :class:`~deferware.ResponseAlreadyStarted`; it is never lost. Adding, taking
-    the pending entries and stopping a list happen under one lock, so an entry
-    added while the list is drained (a callback registering another one, or
-    another thread) is taken by the drain, and one added after the drain found
-    the list empty is refused. Entries leave the registry as they are taken.
+    ``after_this_request`` and ``call_on_close`` callbacks each sit in a list
+    that takes entries until the middleware stops it. The guarantee this class
+    alone owns: a registration either runs or raises
+    :class:`~deferware.ResponseAlreadyStarted`, never lost. Adding, taking the
+    pending entries and stopping a list happen under one lock, so an entry added
+    while the list is drained (by a callback, or another thread) is taken by the
+    drain, and one added after the drain found the list empty is refused.
     """
 
     # No __init__: every request makes one, and the class attributes are the
@@ -140,23 +135,32 @@ class Registry:
         finally:
             _release()
 
-    def stop_if_none(self, callbacks: bool, close_callbacks: bool, why: str = _WHY_SENT) -> bool:
-        """Stop taking the named kinds if none of them is pending; *why* is what
-        a late ``after_this_request`` is told. Returns whether they stopped."""
+    # The stop_* methods stop taking a kind if none of it is pending, and
+    # return whether it stopped.
+    def stop_callbacks(self, why: str = _WHY_SENT) -> bool:
+        """Stop ``after_this_request``; *why* is what a late one is told."""
         _acquire()
         try:
-            if (callbacks and self.callbacks) or (close_callbacks and self.close_callbacks):
+            if self.callbacks:
                 return False
-            if callbacks:
-                self.taking, self._why_late = False, why
-            if close_callbacks:
-                self.taking_close = False
+            self.taking, self._why_late = False, why
+            return True
+        finally:
+            _release()
+
+    def stop_close_callbacks(self) -> bool:
+        """Stop ``call_on_close``: the response goes out without a close hook."""
+        _acquire()
+        try:
+            if self.close_callbacks:
+                return False
+            self.taking_close = False
             return True
         finally:
             _release()
 
     def stop_if_idle(self) -> bool:
-        """Stop taking both kinds if none is pending; returns whether they stopped."""
+        """Stop both kinds, if neither has a pending entry."""
         _acquire()
         try:
             if self.callbacks or self.close_callbacks:

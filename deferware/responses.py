@@ -213,13 +213,17 @@ def outgoing(
     as the application's own list.
     """
     code = status[:3]
-    bodiless = code in ("204", "304") or code[:1] == "1" or environ.get("REQUEST_METHOD") == "HEAD"
+    bodiless = code in _BODILESS or environ.get("REQUEST_METHOD") == "HEAD"
     if bodiless:
-        keep = [] if code == "204" or code[:1] == "1" else [i for i in app_headers if _is_length(i)]
+        keep = [] if code in _NO_LENGTH else [item for item in app_headers if _is_length(item)]
         headers = [item for item in headers if not _is_length(item) or item in keep]
     if headers == app_headers:
         return status, app_headers, bodiless
     return status, list(headers), bodiless
+
+
+_NO_LENGTH = frozenset([*map(str, range(100, 200)), "204"])
+_BODILESS = _NO_LENGTH | {"304"}
 
 
 def _is_length(item: tuple[str, str]) -> bool:
