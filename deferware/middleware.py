@@ -20,7 +20,7 @@ from .callbacks import run_callbacks
 from .iterators import RequestBody, prime, run_close_callbacks, unique_bodies
 from .options import from_keywords
 from .registry import ENVIRON_KEY, Registry, current_registry
-from .responses import HeaderCheck, build_response, outgoing, send_itself
+from .responses import build_response, outgoing, send_itself
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -228,18 +228,20 @@ class DeferMiddleware:
             copy = type(app_iter) in (list, tuple)
             body = list(app_iter) if copy else RequestBody(app_iter, registry, environ)
         app_headers = capture.headers
-        check = HeaderCheck(capture.status, app_headers)  # type: ignore[arg-type]
-        response = build_response(capture.status, list(app_headers), body)  # type: ignore[arg-type]
+        status: str = capture.status  # type: ignore[assignment]
+        response = build_response(status, list(app_headers), body)
         dropped: list[Any] = []  # bodies left behind, closed at the end
         capture.finishing = True
         try:
-            response = run_callbacks(registry, response, check, environ, dropped, self._log_errors)
+            response, status, headers = run_callbacks(
+                registry, response, environ, dropped, self._log_errors, status, app_headers
+            )
             if response.conditional_response:
                 dropped.append(response.app_iter)
                 response = send_itself(response, environ)
-                check.status, check.headers = response.status, response.headerlist
+                status, headers = response.status, response.headerlist
             final = response.app_iter
-            status, headers, bodiless = outgoing(check.status, check.headers, environ, app_headers)
+            status, headers, bodiless = outgoing(status, headers, environ, app_headers)
         except BaseException:
             _fail(registry, [body, response.app_iter, *dropped])
             raise

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from _typeshed import OptExcInfo
     from _typeshed.wsgi import WSGIEnvironment
 
-__all__ = ["HeaderCheck", "build_response", "describe", "outgoing", "send_itself"]
+__all__ = ["build_response", "checked", "describe", "outgoing", "send_itself"]
 
 Headers = list[tuple[str, str]]
 
@@ -104,54 +104,39 @@ def _header_problem(item: Any) -> tuple[str, str] | None:
     return None
 
 
-class HeaderCheck:
-    """Checks the status and headers each callback leaves, before anything is sent.
+def checked(func: Any, response: Response, status: str, headers: Headers) -> tuple[str, Headers]:
+    """The status and (a copy of) the header list *func* left in *response*;
+    raises :class:`InvalidHeader`, naming *func*, for what is unsafe there.
 
-    Made over the status and header list a response starts with (a list no
-    callback changes: not the response's own). Those pass as they came (as they
-    would without deferware); after a callback, only what changed is looked at.
-    :attr:`status` and :attr:`headers` are what the response held at the last
-    check.
+    *status* and *headers* are what the previous check saw (at first, the
+    application's own, which pass as they came, as they would without
+    deferware): only what changed since is looked at.
     """
-
-    __slots__ = ("_accepted", "headers", "status")
-
-    def __init__(self, status: str, headers: Headers) -> None:
-        self.status = status
-        self.headers = headers
-        self._accepted: set[Any] | None = None
-
-    def __call__(self, func: Any, response: Response) -> None:
-        """Raise :class:`InvalidHeader`, naming *func*, for what it left unsafe."""
-        status = response.status
-        if status != self.status:
-            if type(status) is not str or _STATUS.fullmatch(status) is None:
-                raise InvalidHeader(
-                    f"after_this_request callback {describe(func)} set the status {status!r}, "
-                    "which is not a 3-digit code, a space and a reason phrase. Set "
-                    "response.status_code, or a status such as '404 Not Found'."
-                )
-            self.status = status
-        headers = response.headerlist
-        if headers == self.headers:
-            return
-        accepted = self._accepted
-        if accepted is None:
-            accepted = self._accepted = {item for item in self.headers if type(item) is tuple}
-        for item in headers:
-            try:
-                if item in accepted:
-                    continue
-            except TypeError:  # unhashable: not a tuple of str either
-                pass
-            found = _header_problem(item)
-            if found is not None:
-                raise InvalidHeader(
-                    f"after_this_request callback {describe(func)} set an unsafe response "
-                    f"header: {found[0]}. Nothing was sent; {found[1]}."
-                )
-            accepted.add(item)
-        self.headers = list(headers)  # a copy: callbacks change the response's list in place
+    new_status = response.status
+    if new_status != status and (type(new_status) is not str or _STATUS.fullmatch(new_status) is None):
+        raise InvalidHeader(
+            f"after_this_request callback {describe(func)} set the status {new_status!r}, "
+            "which is not a 3-digit code, a space and a reason phrase. Set "
+            "response.status_code, or a status such as '404 Not Found'."
+        )
+    new_headers = response.headerlist
+    if new_headers == headers:
+        return new_status, headers
+    accepted = {item for item in headers if type(item) is tuple}
+    for item in new_headers:
+        try:
+            if item in accepted:
+                continue
+        except TypeError:  # unhashable: not a tuple of str either
+            pass
+        found = _header_problem(item)
+        if found is not None:
+            raise InvalidHeader(
+                f"after_this_request callback {describe(func)} set an unsafe response "
+                f"header: {found[0]}. Nothing was sent; {found[1]}."
+            )
+        accepted.add(item)
+    return new_status, list(new_headers)  # a copy: callbacks change the response's list in place
 
 
 def send_itself(response: Response, environ: WSGIEnvironment) -> Response:

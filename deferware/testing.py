@@ -29,7 +29,7 @@ from .callbacks import run_callbacks
 from .iterators import close_all, run_close_callbacks, unique_bodies
 from .options import from_keywords
 from .registry import ENVIRON_KEY, Registry, bind, unbind
-from .responses import HeaderCheck, outgoing, send_itself
+from .responses import outgoing, send_itself
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -77,18 +77,19 @@ class Deferred:
             response = Response()
         environ = {**Request.blank("/").environ, **self.environ}  # what a replacement reads
         app_headers = list(response.headerlist)
-        check = HeaderCheck(response.status, app_headers)
         dropped: list[Any] = []
         bound = bind(self.registry, self.environ)
         try:
-            response = run_callbacks(self.registry, response, check, environ, dropped, log_errors)
+            response, status, headers = run_callbacks(
+                self.registry, response, environ, dropped, log_errors, response.status, app_headers
+            )
             if response.conditional_response:
                 response = send_itself(response, environ)
-                check.status, check.headers = response.status, response.headerlist
+                status, headers = response.status, response.headerlist
         finally:
             unbind(self.environ, bound, keep=True)
             self.registry.drop_callbacks()  # also when a callback raised: later ones are refused
-        _, headers, bodiless = outgoing(check.status, check.headers, environ, app_headers)
+        _, headers, bodiless = outgoing(status, headers, environ, app_headers)
         if bodiless:  # as the server would get it: no body on HEAD, 1xx, 204, 304
             response.app_iter = []
         body = response.app_iter
