@@ -1,14 +1,9 @@
 """``DeferMiddleware``: runs the request's registered callbacks on its response.
 
-A fresh :class:`~deferware.registry.Registry` goes in the environ and the
-context; the application gets a :class:`Capture`'s ``start_response``, and a
-lazy one is pulled up to its first chunk. Nothing registered: the recorded
-status, the application's own header list and its own iterable go to the
-server, and no WebOb object is built. Otherwise a ``webob.Response`` is built
-over the body, the callbacks run (:mod:`deferware.callbacks`), and the final
-status, header list and body go to the server directly, with a
-:class:`~deferware.iterators.RequestBody` whose ``close()`` closes every body
-once and runs the close callbacks.
+The application gets a fresh :class:`~deferware.registry.Registry` (environ and context) and a
+:class:`Capture`'s ``start_response``. Nothing registered: its status, header list and iterable
+go to the server as they are. Otherwise a ``webob.Response`` goes through the callbacks
+(:mod:`deferware.callbacks`) and its final status, headers and body go to the server directly.
 """
 
 from __future__ import annotations
@@ -20,7 +15,7 @@ from .callbacks import run_callbacks
 from .iterators import RequestBody, prime, run_close_callbacks, unique_bodies
 from .options import from_keywords
 from .registry import ENVIRON_KEY, Registry, current_registry
-from .responses import build_response, outgoing, send_itself
+from .responses import Headers, build_response, outgoing, send_itself
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -31,8 +26,8 @@ __all__ = ["Capture", "DeferMiddleware"]
 logger = logging.getLogger("deferware")
 
 _WHY_WRITTEN = (
-    "the application called write() with no after_this_request callback registered, so its "
-    "status, headers and data went straight to the server"
+    "the application called write() with no after_this_request callback registered, so its status, "
+    "headers and data went straight to the server"
 )
 
 _set = current_registry.set
@@ -45,29 +40,24 @@ OnCallbackError = Literal["raise", "log"]
 class Capture:
     """The ``start_response`` and ``write()`` the application is given.
 
-    The only holder of the server's ``start_response`` and ``write``: neither
-    the environ nor the context can reach it, so nothing of the server's is
-    kept alive by them. ``write()`` data goes straight to the server when no
-    ``after_this_request`` callback is registered at the first call (the
-    request is then handed over), and is kept for the callbacks otherwise.
+    The only holder of the server's ``start_response`` and ``write``: neither the environ nor the
+    context can reach it. ``write()`` data goes straight to the server if no ``after_this_request``
+    callback is registered at the first call (the request is then handed over), else it is kept.
     """
 
-    # No __init__: every request makes one; the class attributes are the
-    # initial state, and DeferMiddleware sets the two references.
+    # No __init__: every request makes one; the class attributes are the initial
+    # state, and DeferMiddleware sets the two references.
     registry: Registry
     server: StartResponse
     status: str | None = None
-    #: Set with the status (read only once the status is set).
-    headers: list[tuple[str, str]]
-    #: What goes out before the rest of the iterable: ``write()`` data kept for
-    #: the callbacks, or chunks pulled while priming a lazy start.
+    headers: list[tuple[str, str]]  # set with the status
+    #: What goes out before the rest of the iterable: ``write()`` data kept for the
+    #: callbacks, or chunks pulled while priming a lazy start.
     head: list[bytes] | None = None
     wrote = False
-    #: True while the callbacks run on the response.
-    finishing = False
+    finishing = False  # while the callbacks run
     handed_over = False
-    #: The server's write(), once the response was handed over.
-    server_write: Any = None
+    server_write: Any = None  # the server's write(), once handed over
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
@@ -85,8 +75,8 @@ class Capture:
                 exc_info = None  # a traceback held here would make a reference cycle
         elif self.status is not None:
             raise AssertionError(
-                "start_response() was called a second time without exc_info; PEP 3333 allows "
-                "a second call only with exc_info, to replace an error response."
+                "start_response() was called a second time without exc_info; PEP 3333 allows a second "
+                "call only with exc_info, to replace an error response."
             )
         self.status = status
         self.headers = headers
@@ -99,9 +89,8 @@ class Capture:
             raise AssertionError("write() was called before start_response() (PEP 3333).")
         if self.finishing:
             raise RuntimeError(
-                "write() was called while an after_this_request callback was reading the response "
-                "body, so its data cannot be put in order. Yield the data from the application's "
-                "iterable instead."
+                "write() was called while an after_this_request callback was reading the response body, "
+                "so its data cannot be put in order. Yield the data from the application's iterable instead."
             )
         if not self.wrote:
             self.wrote = True
@@ -120,36 +109,30 @@ class Capture:
 
 
 class DeferMiddleware:
-    """WSGI middleware that applies ``after_this_request`` callbacks and runs
-    ``call_on_close`` callbacks for the application it wraps.
+    """WSGI middleware that applies ``after_this_request`` callbacks and runs ``call_on_close``
+    callbacks for the application it wraps.
 
     :param app: any WSGI application (Django, Pyramid, Flask, Bottle, plain).
-    :param on_callback_error: ``"raise"`` (default): an exception from an
-        ``after_this_request`` callback propagates, after every body was closed
-        and the close callbacks ran. ``"log"``: it is logged on the
-        ``"deferware"`` logger and the response goes on as it was before that
-        callback (status, headers and body put back), unless the callback
-        advanced a streaming body, which cannot be put back: that propagates.
+    :param on_callback_error: ``"raise"`` (default): an exception from an ``after_this_request``
+        callback propagates, after every body was closed and the close callbacks ran. ``"log"``:
+        it is logged on the ``"deferware"`` logger and the response goes on as it was before that
+        callback (status, headers and body put back), unless the callback advanced a streaming
+        body, which cannot be put back: that propagates.
 
-    Example::
+    Example: ``application = DeferMiddleware(application)``.
 
-        from deferware import DeferMiddleware
-        application = DeferMiddleware(application)
-
-    A request with nothing registered passes through untouched: the same status,
-    header list and iterable (so ``wsgi.file_wrapper`` keeps working), with no
-    WebOb object built. A ``DeferMiddleware`` nested in another one (a
-    sub-request, or the same application wrapped twice) gets its own registry;
-    the enclosing one is put back in the environ after.
+    A request with nothing registered passes through untouched: the same status, header list and
+    iterable (so ``wsgi.file_wrapper`` keeps working), with no WebOb object built. One nested in
+    another (a sub-request, or the same application wrapped twice) gets its own registry; the
+    enclosing one is put back in the environ after.
     """
 
     def __init__(self, app: WSGIApplication, *, on_callback_error: OnCallbackError = "raise") -> None:
         if isinstance(app, dict):  # not printed: it may be long, and hold secrets
             raise TypeError(
-                "DeferMiddleware needs a WSGI application (a callable), got a dict. From an ini "
-                "file, that dict is PasteDeploy's configuration: DeferMiddleware is the "
-                "middleware, not a PasteDeploy factory. Write 'use = egg:deferware' in the "
-                "[filter:...] section instead."
+                "DeferMiddleware needs a WSGI application (a callable), got a dict. From an ini file, "
+                "that dict is PasteDeploy's configuration: DeferMiddleware is the middleware, not a "
+                "PasteDeploy factory. Write 'use = egg:deferware' in the [filter:...] section instead."
             )
         if not callable(app):
             raise TypeError(f"DeferMiddleware needs a WSGI application (a callable), got {app!r}.")
@@ -180,7 +163,7 @@ class DeferMiddleware:
                     body = self._started(environ, capture, app_iter)
                 if capture.handed_over:  # write() streamed it
                     return _finishing(body, registry, environ)
-                # (A callback once registered stays until it runs: no lock needed to see one.)
+                # (A callback stays registered until it runs: seeing one needs no lock.)
                 if not registry.callbacks and registry.stop_if_idle():
                     capture.server_write = start_response(capture.status, capture.headers)  # type: ignore[arg-type]
                     capture.handed_over = True  # capture.hand_over, inline: the idle path
@@ -195,16 +178,14 @@ class DeferMiddleware:
             return self._finish(environ, capture, app_iter, body)
         finally:
             _reset(token)
-            # An enclosing request's registry goes back (see DeferMiddleware);
-            # previous.active, inline: every request runs this.
+            # An enclosing request's registry goes back; previous.active, inline.
             active = previous is not None and isinstance(previous, Registry)
             if active and (previous.taking or previous.taking_close):  # type: ignore[union-attr]
                 environ[ENVIRON_KEY] = previous
 
     def _started(self, environ: WSGIEnvironment, capture: Capture, app_iter: Iterable[bytes]) -> RequestBody:
-        """The application's body after what came before its iterable: chunks
-        pulled until a lazy application called ``start_response``, or data
-        kept from ``write()``."""
+        """The body, after what came before the iterable: chunks pulled until a lazy application
+        called ``start_response``, or data kept from ``write()``."""
         head = capture.head
         iterator = None
         if capture.status is None:
@@ -212,8 +193,8 @@ class DeferMiddleware:
             iterator = prime(app_iter, lambda: capture.status is not None, head)
             if capture.status is None:
                 raise RuntimeError(
-                    f"The WSGI application {self.app!r} returned an iterable that ended without "
-                    "calling start_response(). Every WSGI application must call it (PEP 3333)."
+                    f"The WSGI application {self.app!r} returned an iterable that ended without calling "
+                    "start_response(). Every WSGI application must call it (PEP 3333)."
                 )
         return RequestBody(app_iter, capture.registry, environ, head, iterator)
 
@@ -223,8 +204,7 @@ class DeferMiddleware:
         """Run the callbacks; hand the final response to the server (:func:`_send`)."""
         registry = capture.registry
         if body is app_iter:
-            # WebOb's response.write() appends to a list body in place: the
-            # application's list may be a constant it serves to every request.
+            # WebOb's response.write() appends to a list body in place: the app's may be a constant.
             copy = type(app_iter) in (list, tuple)
             body = list(app_iter) if copy else RequestBody(app_iter, registry, environ)
         app_headers = capture.headers
@@ -256,19 +236,16 @@ class DeferMiddleware:
 def _send(
     capture: Capture,
     status: str,
-    headers: list[tuple[str, str]],
+    headers: Headers,
     final: Any,
     body: Any,
     dropped: list[Any],
     environ: WSGIEnvironment,
 ) -> Iterable[bytes]:
-    """Hand *status* and *headers* to the server; return the body it gets.
-
-    That is *final* with a ``close()`` that also closes *body* and *dropped*
-    (each once) and runs the close callbacks. With nothing else to close and no
-    close callback, *final* goes as it is: the application's own iterable if no
-    callback touched it (so ``wsgi.file_wrapper`` keeps working), or a list.
-    """
+    """Hand *status* and *headers* to the server; return the body it gets: *final*, with a
+    ``close()`` that also closes *body* and *dropped* (each once) and runs the close callbacks.
+    With nothing else to close and no close callback, *final* goes as it is: the application's
+    own iterable if untouched (so ``wsgi.file_wrapper`` keeps working), or a list."""
     registry = capture.registry
     others: list[Any] = []
     if dropped or final is not body:  # each once, and none that a RequestBody among them closes
@@ -292,8 +269,7 @@ def _send(
 
 
 def _finishing(body: Iterable[bytes], registry: Registry, environ: WSGIEnvironment) -> Iterable[bytes]:
-    """The body of a response handed over without callbacks: the application's
-    own, or with a close hook if a close callback is registered."""
+    """A body handed over without callbacks: as it is, or hooked if a close callback is registered."""
     if registry.stop_close_callbacks():
         return body
     out = body if type(body) is RequestBody else RequestBody(body, registry, environ)
@@ -311,12 +287,9 @@ def _close_quietly(iterable: object) -> None:
 
 
 def _fail(registry: Registry, iterables: Iterable[object]) -> None:
-    """The request failed before its response reached the server.
-
-    Its ``after_this_request`` callbacks are dropped, every body is closed once
-    and the close callbacks run; their errors are logged, so that the original
-    exception propagates unchanged.
-    """
+    """The request failed before its response reached the server: its callbacks are dropped,
+    every body is closed once and the close callbacks run; their errors are logged, so that the
+    original exception propagates unchanged."""
     registry.drop_callbacks()
     for item in unique_bodies(iterables):
         _close_quietly(item)
