@@ -57,15 +57,14 @@ class Deferred:
         return list(self.registry.close_callbacks)
 
     def apply(self, response: Response | None = None, *, on_callback_error: str = "raise") -> Response:
-        """Run the callbacks on *response* (default: an empty ``200 OK``) as
-        ``DeferMiddleware`` does, and return the response the server would get.
+        """Run the callbacks on *response* (default: an empty ``200 OK``) as ``DeferMiddleware``
+        does, and return the response the server would get.
 
-        The middleware's own loop runs them: order, replacement (an HTTP
-        exception is sent as its page), the ``TypeError`` for a bad return value,
-        the :class:`~deferware.InvalidHeader` checks, the error policy, and no
-        body on HEAD, 1xx, 204 or 304. Callbacks run once: after this,
-        ``after_this_request`` raises :class:`~deferware.ResponseAlreadyStarted`,
-        as after the real hand-over.
+        The middleware's own loop runs them: order, replacement (an HTTP exception is sent as its
+        page), the ``TypeError`` for a bad return value, the :class:`~deferware.InvalidHeader`
+        checks, the error policy, and no body on HEAD, 1xx, 204 or 304. Callbacks run once: after
+        this, ``after_this_request`` raises :class:`~deferware.ResponseAlreadyStarted`, as after
+        the real hand-over.
         """
         if self._closed:
             raise RuntimeError("Deferred.close() was already called: call apply() before close().")
