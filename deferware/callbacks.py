@@ -101,14 +101,9 @@ def _run_logged(
     environ: WSGIEnvironment,
     dropped: list[Any],
 ) -> Outcome:
-    """Run one callback under ``on_callback_error="log"``.
-
-    On error, the response goes on as it was before the callback: its status,
-    header list and body (the reference, and a list body's items) are put back.
-    A streaming body the callback advanced cannot be put back (its chunks are
-    gone), so that error propagates, as under ``"raise"``: sending what is left
-    would lose data silently.
-    """
+    """Run one callback under ``on_callback_error="log"``: on error, its status, header list and
+    body (the reference, and a list body's items) are put back. A streaming body it advanced
+    cannot be (its chunks are gone): that error propagates, as sending the rest would lose data."""
     body = response.app_iter
     if not isinstance(body, (list, tuple, RequestBody)):
         # A body an earlier callback set: counted, so that advancing it is seen.
@@ -122,12 +117,9 @@ def _run_logged(
     except Exception:
         if isinstance(body, RequestBody) and body.pulled != pulled:
             raise
-        logger.exception(
-            "after_this_request callback %s raised; the response goes on as it was before it "
-            "(on_callback_error='log'). %s",
-            describe(func),
-            f"Request: {environ.get('REQUEST_METHOD', '?')} {environ.get('PATH_INFO', '')!r}",
-        )
+        request = f"Request: {environ.get('REQUEST_METHOD', '?')} {environ.get('PATH_INFO', '')!r}"
+        message = "after_this_request callback %s raised; the response goes on as it was before it (%s). %s"
+        logger.exception(message, describe(func), "on_callback_error='log'", request)
     if response.app_iter is not body:
         dropped.append(response.app_iter)
         response.app_iter = body
