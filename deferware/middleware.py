@@ -159,12 +159,12 @@ class DeferMiddleware:
                 raise
             body: Iterable[bytes] = app_iter  # or a RequestBody that owns it
             try:
-                if capture.status is None or capture.head:
-                    body = self._started(environ, capture, app_iter)
-                if capture.handed_over:  # write() streamed it
-                    return _finishing(body, registry, environ)
-                # (A callback stays registered until it runs: seeing one needs no lock.)
-                if not registry.callbacks and registry.stop_if_idle():
+                if capture.status is None or capture.wrote:  # a lazy start, or write() used
+                    if capture.status is None or capture.head:
+                        body = self._started(environ, capture, app_iter)
+                    if capture.handed_over:  # write() streamed it
+                        return _finishing(body, registry, environ)
+                if not registry.callbacks and registry.stop_if_idle():  # (a callback stays until it runs)
                     capture.server_write = start_response(capture.status, capture.headers)  # type: ignore[arg-type]
                     capture.handed_over = True  # capture.hand_over, inline: the idle path
                     return body
