@@ -160,8 +160,7 @@ class DeferMiddleware:
             body: Iterable[bytes] = app_iter  # or a RequestBody that owns it
             try:
                 if capture.status is None or capture.wrote:  # a lazy start, or write() used
-                    if capture.status is None or capture.head:
-                        body = self._started(environ, capture, app_iter)
+                    body = self._started(environ, capture, app_iter)
                     if capture.handed_over:  # write() streamed it
                         return _finishing(body, registry, environ)
                 if not registry.callbacks and registry.stop_if_idle():  # (a callback stays until it runs)
@@ -183,9 +182,13 @@ class DeferMiddleware:
             if active and (previous.taking or previous.taking_close):  # type: ignore[union-attr]
                 environ[ENVIRON_KEY] = previous
 
-    def _started(self, environ: WSGIEnvironment, capture: Capture, app_iter: Iterable[bytes]) -> RequestBody:
+    def _started(
+        self, environ: WSGIEnvironment, capture: Capture, app_iter: Iterable[bytes]
+    ) -> Iterable[bytes]:
         """The body, after what came before the iterable: chunks pulled until a lazy application
-        called ``start_response``, or data kept from ``write()``."""
+        called ``start_response``, or data kept from ``write()`` (if none, *app_iter* itself)."""
+        if capture.status is not None and not capture.head:
+            return app_iter
         head = capture.head
         iterator = None
         if capture.status is None:
