@@ -1,9 +1,6 @@
-"""The registration functions application code calls: ``after_this_request`` and
-``call_on_close``.
-
-Both work as a decorator or a plain call, find the request either from the
-context (bound by ``DeferMiddleware``) or from an explicit ``environ=``, check the
-function at registration time, and return it unchanged.
+"""The registration functions application code calls: ``after_this_request`` and ``call_on_close``.
+Both work as a decorator or a call, find the request from the context (bound by
+``DeferMiddleware``) or an explicit ``environ=``, check the function, and return it unchanged.
 """
 
 from __future__ import annotations
@@ -25,19 +22,16 @@ CloseCallback = Callable[[], object]
 _R = TypeVar("_R", bound=ResponseCallback)
 _C = TypeVar("_C", bound=CloseCallback)
 
-# co_flags of functions whose call returns something to drive (an awaitable or
-# a generator) instead of running the body: nothing would ever drive it.
+# co_flags of functions whose call returns something to drive (an awaitable, a
+# generator) instead of running the body: nothing would ever drive it.
 _ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 _DEFERRED_FLAGS = _ASYNC_FLAGS | inspect.CO_GENERATOR
 
 
 class _Omitted:
-    """The default of ``func``: called without it, the API returns a decorator.
-
-    Not ``None``, so that ``call_on_close(flush())`` (calling the function
-    instead of passing it, which passes its ``None`` result) is an error rather
-    than a decorator nobody applies, which would register nothing.
-    """
+    """The default of ``func`` (then the API returns a decorator). Not ``None``, so that
+    ``call_on_close(flush())`` (passing the call's ``None`` result) is an error, not a decorator
+    nobody applies, which would register nothing."""
 
     __slots__ = ()
 
@@ -60,13 +54,12 @@ def check_callback(func: object, api: str) -> None:
     else:
         raise _not_callable(func, api)
     if flags & _DEFERRED_FLAGS:
-        kind, what = (
-            ("generator", "a generator") if flags & inspect.CO_GENERATOR else ("async", "a coroutine")
-        )
+        generator = flags & inspect.CO_GENERATOR
+        kind, what = ("generator", "a generator") if generator else ("async", "a coroutine")
         raise TypeError(
-            f"{api}() cannot take the {kind} function {func!r}: calling it only creates "
-            f"{what}, which nothing would run (WSGI responses are finished synchronously). "
-            "Register a plain (def) function; it may start other work itself."
+            f"{api}() cannot take the {kind} function {func!r}: calling it only creates {what}, which "
+            "nothing would run (WSGI responses are finished synchronously). Register a plain (def) "
+            "function; it may start other work itself."
         )
 
 
@@ -83,8 +76,8 @@ def _not_callable(func: object, api: str) -> TypeError:
         hint = f"Pass the function itself, not the result of calling it: {api}(flush), not {api}(flush())."
     elif isinstance(func, dict):  # an environ passed positionally: not worth printing whole
         return TypeError(
-            f"{api}() needs a callable, got a dict. To name the request's environ, pass it as "
-            f"a keyword: @{api}(environ=environ), or {api}(func, environ=environ)."
+            f"{api}() needs a callable, got a dict. To name the request's environ, pass it as a keyword: "
+            f"@{api}(environ=environ), or {api}(func, environ=environ)."
         )
     elif hasattr(func, "environ"):  # a request object passed positionally
         hint = f"To name the request, pass its environ: @{api}(environ=request.environ)."
@@ -104,24 +97,22 @@ def after_this_request(
 ) -> Union[_R, Callable[[_R], _R]]:
     """Call ``func(response)`` with this request's response, once it exists.
 
-    :param func: a callable taking a :class:`webob.Response`. It returns ``None``
-        to keep the (possibly mutated) response, or a :class:`webob.Response` to
-        replace it; anything else is a ``TypeError`` naming the callback.
-    :param environ: the request's WSGI environ; by default the request active in
-        the current context (the one ``DeferMiddleware`` is handling).
-    :returns: *func* unchanged, so it works as a decorator; with *func* omitted,
-        a decorator (``@after_this_request(environ=request.environ)``).
-    :raises TypeError: *func* is not callable, or is an ``async def`` or a
-        generator function.
+    :param func: a callable taking a :class:`webob.Response`. It returns ``None`` to keep the
+        (possibly mutated) response, or a :class:`webob.Response` to replace it; anything else is
+        a ``TypeError`` naming the callback.
+    :param environ: the request's WSGI environ; by default the request active in the current
+        context (the one ``DeferMiddleware`` is handling).
+    :returns: *func* unchanged, so it works as a decorator; with *func* omitted, a decorator
+        (``@after_this_request(environ=request.environ)``).
+    :raises TypeError: *func* is not callable, or is an ``async def`` or a generator function.
     :raises NoActiveRequest: there is no request handled by ``DeferMiddleware``.
-    :raises ResponseAlreadyStarted: the status and headers were already handed
-        to the server, so the callback could never run.
+    :raises ResponseAlreadyStarted: the status and headers were already handed to the server, so
+        the callback could never run.
 
-    Callbacks run in registration order, after the application has called
-    ``start_response`` and returned its body (after the first chunk, for an app
-    that starts lazily), and before the server sees the status and headers. A
-    callback registered while callbacks run is appended and runs too. They do
-    not run when the application raises before producing a response. Example::
+    Callbacks run in registration order, after the application has called ``start_response`` and
+    returned its body (after the first chunk, for an app that starts lazily), and before the
+    server sees the status and headers. One registered while callbacks run is appended and runs
+    too. They do not run when the application raises before producing a response. Example::
 
         @after_this_request
         def remember_language(response):
@@ -129,8 +120,7 @@ def after_this_request(
     """
     if func is _OMITTED:
         return lambda f: after_this_request(f, environ=environ)
-    # The common case (a plain function, the request in the context) is checked
-    # here first: this runs on every registration.
+    # The common case (a plain function, the request in the context) first.
     code = getattr(func, "__code__", None)
     if code is None or code.co_flags & _DEFERRED_FLAGS:
         check_callback(func, "after_this_request")
@@ -150,27 +140,23 @@ def call_on_close(
 ) -> Union[_C, Callable[[_C], _C]]:
     """Call ``func()`` after the response has been sent.
 
-    "Sent" means the server called ``close()`` on the iterable ``DeferMiddleware``
-    returned (PEP 3333), also when the client went away early; if the
-    application raises before producing a response, close callbacks run before
-    the exception leaves the middleware.
+    "Sent" means the server called ``close()`` on the iterable ``DeferMiddleware`` returned (PEP
+    3333), also when the client went away early; if the application raises before producing a
+    response, close callbacks run before the exception leaves the middleware.
 
     :param func: a callable taking no arguments; its return value is ignored.
     :param environ: the request's WSGI environ; by default the active request.
     :returns: *func* unchanged (or a decorator, with *func* omitted).
-    :raises TypeError: *func* is not callable, or is an ``async def`` or a
-        generator function.
+    :raises TypeError: *func* is not callable, or is an ``async def`` or a generator function.
     :raises NoActiveRequest: there is no request handled by ``DeferMiddleware``.
-    :raises ResponseAlreadyStarted: the close callbacks already ran, or the
-        response was handed to the server without a close hook (no close
-        callback was registered before the application returned), so *func*
-        could never run.
+    :raises ResponseAlreadyStarted: the close callbacks already ran, or the response was handed to
+        the server without a close hook (no close callback was registered before the application
+        returned), so *func* could never run.
 
-    Close callbacks run exactly once each, in registration order. One that
-    raises an ``Exception`` is logged on the ``"deferware"`` logger and the rest
-    still run; one that raises any other ``BaseException`` (``SystemExit``,
-    ``gevent.Timeout``) does not stop the rest either, and the first such
-    exception is re-raised once they all ran. Example::
+    Close callbacks run exactly once each, in registration order. One that raises an
+    ``Exception`` is logged on the ``"deferware"`` logger and the rest still run; one that raises
+    any other ``BaseException`` (``SystemExit``, ``gevent.Timeout``) does not stop the rest
+    either, and the first such exception is re-raised once they all ran. Example::
 
         call_on_close(lambda: audit_log.flush())
     """

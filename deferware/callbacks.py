@@ -12,7 +12,7 @@ from webob import Response
 
 from .iterators import RequestBody
 from .registry import Registry
-from .responses import HeaderCheck, describe, send_itself
+from .responses import Headers, checked, describe, send_itself
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -21,109 +21,113 @@ __all__ = ["run_callbacks"]
 
 logger = logging.getLogger("deferware")
 
+Outcome = tuple[Response, str, Headers]
+
 
 def run_callbacks(
     registry: Registry,
     response: Response,
     environ: WSGIEnvironment,
     dropped: list[Iterable[bytes]],
-    log_errors: bool = False,
-) -> Response:
-    """Run *registry*'s callbacks in order on *response*; return the final response.
+    log_errors: bool,
+    status: str,
+    headers: Headers,
+) -> Outcome:
+    """Run *registry*'s callbacks in order on *response*.
 
-    Each callback gets the response the previous one left or returned. A
-    callback registered meanwhile runs too. The bodies of replaced responses are
-    appended to *dropped*, for the caller to close. With *log_errors*, a
-    callback that raises is logged and undone (see :func:`_run_logged`).
+    Each callback gets the response the previous one left or returned; one
+    registered meanwhile runs too. What each leaves is checked
+    (:func:`~deferware.responses.checked`), from the *status* and *headers* the
+    response started with (a list no callback changes). Returns the final
+    response, its status and a copy of its header list. The bodies of replaced
+    responses are appended to *dropped*, for the caller to close. With
+    *log_errors*, a callback that raises is logged and undone (see
+    :func:`_run_logged`).
     """
-    check = HeaderCheck(response.status, response.headerlist)
     while batch := registry.take_callbacks():
         for func in batch:
             if log_errors:
-                response = _run_logged(func, response, registry, environ, dropped, check)
-            else:
-                response = _run(func, response, environ, dropped, check)
-    return response
+                response, status, headers = _run_logged(
+                    func, response, status, headers, registry, environ, dropped
+                )
+                continue
+            result = func(response)  # _run, inline: every callback runs this
+            if result is not None:
+                response = _replacement(func, response, result, environ, dropped)
+            if response.status != status or response.headerlist != headers:
+                status, headers = checked(func, response, status, headers)
+    return response, status, headers
 
 
 def _run(
-    func: Any, response: Response, environ: WSGIEnvironment, dropped: list[Any], check: HeaderCheck
-) -> Response:
+    func: Any, response: Response, status: str, headers: Headers, environ: WSGIEnvironment, dropped: list[Any]
+) -> Outcome:
     """Run one callback; take its replacement, if any; check what it left."""
     result = func(response)
     if result is not None:
-        if not isinstance(result, Response):
-            raise _bad_return(func, result)
-        if result is not response:
-            # Every body a response had is closed at the end, once: the one
-            # replaced, and the replacement's own, should a later step fail.
-            dropped.append(response.app_iter)
-            dropped.append(result.app_iter)
-            response = result
-        if type(response).__call__ is not Response.__call__:
-            # An HTTP exception builds its page when sent: sent here, inside
-            # this callback's turn, so that its errors fall under the policy too.
-            dropped.append(response.app_iter)
-            response = send_itself(response, environ)
-            dropped.append(response.app_iter)
-    check(func, response)
+        response = _replacement(func, response, result, environ, dropped)
+    if response.status != status or response.headerlist != headers:
+        status, headers = checked(func, response, status, headers)
+    return response, status, headers
+
+
+def _replacement(
+    func: Any, response: Response, result: object, environ: WSGIEnvironment, dropped: list[Any]
+) -> Response:
+    """The response that *result*, returned by *func*, puts in *response*'s place."""
+    if not isinstance(result, Response):
+        raise _bad_return(func, result)
+    if result is not response:
+        # Every body a response had is closed at the end, once: the one
+        # replaced, and the replacement's own, should a later step fail.
+        dropped.append(response.app_iter)
+        dropped.append(result.app_iter)
+        response = result
+    if type(response).__call__ is not Response.__call__:
+        # An HTTP exception builds its page when sent: sent here, inside
+        # this callback's turn, so that its errors fall under the policy too.
+        dropped.append(response.app_iter)
+        response = send_itself(response, environ)
+        dropped.append(response.app_iter)
     return response
 
 
 def _run_logged(
     func: Any,
     response: Response,
+    status: str,
+    headers: Headers,
     registry: Registry,
     environ: WSGIEnvironment,
     dropped: list[Any],
-    check: HeaderCheck,
-) -> Response:
-    """Run one callback under ``on_callback_error="log"``.
-
-    On error, the response goes on as it was before the callback: its status,
-    header list and body (the reference, and a list body's items) are put back.
-    A streaming body the callback advanced cannot be put back (its chunks are
-    gone), so that error propagates, as under ``"raise"``: sending what is left
-    would lose data silently.
-    """
+) -> Outcome:
+    """Run one callback under ``on_callback_error="log"``: on error, its status, header list and
+    body (the reference, and a list body's items) are put back. A streaming body it advanced
+    cannot be (its chunks are gone): that error propagates, as sending the rest would lose data."""
     body = response.app_iter
     if not isinstance(body, (list, tuple, RequestBody)):
         # A body an earlier callback set: counted, so that advancing it is seen.
-        body = _count_steps(response, RequestBody(body, registry, environ))
+        body = RequestBody(body, registry, environ)
+        response.app_iter = body  # WebOb drops the Content-Length here: put it back
+        response.headerlist[:] = headers
     pulled = body.pulled if isinstance(body, RequestBody) else 0
-    saved = (response.status, list(response.headerlist), body, list(body) if type(body) is list else None)
+    items = list(body) if type(body) is list else None
     try:
-        return _run(func, response, environ, dropped, check)
+        return _run(func, response, status, headers, environ, dropped)
     except Exception:
         if isinstance(body, RequestBody) and body.pulled != pulled:
             raise
-        logger.exception(
-            "after_this_request callback %s raised; the response goes on as it was before it "
-            "(on_callback_error='log'). %s",
-            describe(func),
-            _request_line(environ),
-        )
-    status, headers, body, items = saved
+        request = f"Request: {environ.get('REQUEST_METHOD', '?')} {environ.get('PATH_INFO', '')!r}"
+        message = "after_this_request callback %s raised; the response goes on as it was before it (%s). %s"
+        logger.exception(message, describe(func), "on_callback_error='log'", request)
     if response.app_iter is not body:
         dropped.append(response.app_iter)
         response.app_iter = body
     if items is not None:
         body[:] = items  # type: ignore[index]
-    response.headerlist = headers
+    response.headerlist = list(headers)  # a copy: *headers* must stay as checked
     response.status = status
-    check(func, response)
-    return response
-
-
-def _count_steps(response: Response, counted: RequestBody) -> RequestBody:
-    headers = list(response.headerlist)
-    response.app_iter = counted  # WebOb drops the Content-Length here: the headers are put back
-    response.headerlist[:] = headers
-    return counted
-
-
-def _request_line(environ: WSGIEnvironment) -> str:
-    return f"Request: {environ.get('REQUEST_METHOD', '?')} {environ.get('PATH_INFO', '')!r}"
+    return response, status, headers
 
 
 def _bad_return(func: Any, result: object) -> TypeError:

@@ -1,15 +1,11 @@
 """The bodies deferware hands on, and what their ``close()`` finishes.
 
-:class:`RequestBody` wraps a body so that each step the server pulls, and its
-``close()``, run as part of the request: the request's registry is bound in the
-context and the environ around them, so application code in a later chunk
-finds its request by either form, and a context it copies there carries it. It
-is a class with an explicit, idempotent ``close()``, never a generator: a
-generator-based wrapper closed before it started never runs its ``finally``
-and so skips the inner ``close()``, which PEP 3333 requires on every path.
-
-A body deferware does not need to wrap is handed to the server as the
-application's own, untouched.
+:class:`RequestBody` binds the request's registry (context and environ) around each step the
+server pulls and around its ``close()``, so code in a later chunk finds its request by either
+form, and a context copied there carries it. It is a class with an explicit, idempotent
+``close()``, never a generator: a generator closed before it started never runs its ``finally``
+and so skips the inner ``close()``, which PEP 3333 requires on every path. A body deferware does
+not need to wrap goes to the server as the application's own, untouched.
 """
 
 from __future__ import annotations
@@ -28,14 +24,13 @@ __all__ = ["RequestBody", "close_all", "prime", "run_close_callbacks", "unique_b
 
 logger = logging.getLogger("deferware")
 
-#: How much of a file-like body is read per chunk. A file object iterates by
-#: lines: a binary file without newlines would be one chunk of its whole size.
+#: How much of a file-like body is read per chunk: a file iterates by lines, so a
+#: binary file without newlines would be one chunk of its whole size.
 BLOCK_SIZE = 64 * 1024
 
 
 def open_body(iterable: Iterable[bytes]) -> Iterator[bytes]:
-    """Start iterating a body; a file-like one (what uWSGI's ``wsgi.file_wrapper``
-    returns) is read in blocks, not by lines."""
+    """Start iterating a body; a file-like one (uWSGI's ``wsgi.file_wrapper``) by blocks."""
     read = getattr(iterable, "read", None)
     if read is not None and not isinstance(iterable, (list, tuple)):
         return iter(partial(read, BLOCK_SIZE), b"")
@@ -43,10 +38,9 @@ def open_body(iterable: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def prime(app_iter: Iterable[bytes], started: Callable[[], bool], head: list[bytes]) -> Iterator[bytes]:
-    """Pull chunks of a lazy application until *started* says it called
-    ``start_response``; they are appended to *head*. Returns the started
-    iterator. Like Werkzeug's ``run_wsgi_app``, this stops at the first chunk
-    after ``start_response``, so a streaming application stays streamed."""
+    """Pull chunks of a lazy application into *head* until *started* says it called
+    ``start_response``; return the started iterator. Like Werkzeug's ``run_wsgi_app``, this
+    stops at the first chunk after ``start_response``, so a streaming application stays streamed."""
     iterator = open_body(app_iter)
     for chunk in iterator:
         head.append(chunk)
@@ -58,12 +52,11 @@ def prime(app_iter: Iterable[bytes], started: Callable[[], bool], head: list[byt
 class RequestBody:
     """A body whose steps and ``close()`` run as part of one request.
 
-    Yields *head* (chunks pulled while priming, data buffered from ``write()``),
-    then the rest of *iterable* (from *iterator*, if priming started it).
-    ``close()`` runs once, however often it is called: it closes *iterable*,
-    then every iterable given to :meth:`close_also`, each once and each even if
-    another raised, and, if :meth:`finish_request` was called, the request's
-    close callbacks; the first error is re-raised after all of that ran.
+    Yields *head* (chunks pulled while priming, data kept from ``write()``), then the rest of
+    *iterable* (from *iterator*, if priming started it). ``close()`` runs once, however often it
+    is called: it closes *iterable*, then every iterable given to :meth:`close_also`, each once
+    and each even if another raised, and, after :meth:`finish_request`, the request's close
+    callbacks; the first error is re-raised after all of that ran.
     """
 
     __slots__ = (
@@ -86,8 +79,7 @@ class RequestBody:
         self._iterator = iterator
         self._also: list[Any] = []
         self._finishes = False
-        #: Pulls so far (head chunks included): what was pulled cannot be given back.
-        self.pulled = 0
+        self.pulled = 0  # pulls so far, head included: what was pulled cannot be given back
         self.closed = False
 
     @property
@@ -145,8 +137,8 @@ class RequestBody:
 
 
 def unique_bodies(bodies: Iterable[Any]) -> list[Any]:
-    """Each of *bodies* once, by identity, in order, without None and without an
-    iterable that a :class:`RequestBody` among them wraps (its close() covers it)."""
+    """Each of *bodies* once, by identity, in order, without None and without an iterable that
+    a :class:`RequestBody` among them wraps (its close() covers it)."""
     found: dict[int, Any] = {}
     for item in bodies:
         if item is not None:
@@ -164,8 +156,7 @@ def close_all(closers: Iterable[Callable[[], object]]) -> None:
         try:
             close()
         except BaseException as exc:  # noqa: BLE001 - re-raised below
-            if error is None:
-                error = exc
+            error = error or exc
     if error is not None:
         try:
             raise error
@@ -174,12 +165,9 @@ def close_all(closers: Iterable[Callable[[], object]]) -> None:
 
 
 def run_close_callbacks(registry: Registry) -> None:
-    """Run the close callbacks, each once, in order, also those added meanwhile.
-
-    An ``Exception`` is logged and the rest run. Any other ``BaseException``
-    (``SystemExit``, ``gevent.Timeout``) does not stop the rest either; the
-    first one is re-raised once all ran.
-    """
+    """Run the close callbacks, each once, in order, also those added meanwhile. An
+    ``Exception`` is logged and the rest run; any other ``BaseException`` (``SystemExit``,
+    ``gevent.Timeout``) does not stop the rest either, and the first is re-raised once all ran."""
     error: BaseException | None = None
     while batch := registry.take_close_callbacks():
         for func in batch:
@@ -189,8 +177,7 @@ def run_close_callbacks(registry: Registry) -> None:
                 logger.exception("call_on_close callback %s raised; the others still run.", describe(func))
                 continue
             except BaseException as exc:  # noqa: BLE001 - re-raised once the others ran
-                if error is None:
-                    error = exc
+                error = error or exc
                 continue
             if hasattr(result, "__await__"):
                 getattr(result, "close", lambda: None)()  # nothing will await it: close it

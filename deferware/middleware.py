@@ -1,20 +1,9 @@
 """``DeferMiddleware``: runs the request's registered callbacks on its response.
 
-One request's path through :meth:`DeferMiddleware.__call__`:
-
-1. A fresh :class:`~deferware.registry.Registry` goes in the environ and the
-   context; the application is called with a :class:`Capture`'s
-   ``start_response``, which records the status and headers (and buffers
-   ``write()`` data only if a callback will need it).
-2. A lazy application (``start_response`` from inside its generator) is pulled
-   up to its first chunk.
-3. Nothing registered: the recorded status, the application's own header list
-   and its own iterable go to the server. No WebOb object is built.
-4. Otherwise a ``webob.Response`` is built over the body, the callbacks run
-   (:mod:`deferware.callbacks`), and the final status, header list and body go
-   to the server directly (:func:`~deferware.responses.outgoing`), with a
-   :class:`~deferware.iterators.RequestBody` whose ``close()`` closes every
-   body once and runs the close callbacks.
+The application gets a fresh :class:`~deferware.registry.Registry` (environ and context) and a
+:class:`Capture`'s ``start_response``. Nothing registered: its status, header list and iterable
+go to the server as they are. Otherwise a ``webob.Response`` goes through the callbacks
+(:mod:`deferware.callbacks`) and its final status, headers and body go to the server directly.
 """
 
 from __future__ import annotations
@@ -26,7 +15,7 @@ from .callbacks import run_callbacks
 from .iterators import RequestBody, prime, run_close_callbacks, unique_bodies
 from .options import from_keywords
 from .registry import ENVIRON_KEY, Registry, current_registry
-from .responses import build_response, outgoing, send_itself
+from .responses import Headers, build_response, outgoing, send_itself
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -37,8 +26,8 @@ __all__ = ["Capture", "DeferMiddleware"]
 logger = logging.getLogger("deferware")
 
 _WHY_WRITTEN = (
-    "the application called write() with no after_this_request callback registered, so its "
-    "status, headers and data went straight to the server"
+    "the application called write() with no after_this_request callback registered, so its status, "
+    "headers and data went straight to the server"
 )
 
 _set = current_registry.set
@@ -51,41 +40,24 @@ OnCallbackError = Literal["raise", "log"]
 class Capture:
     """The ``start_response`` and ``write()`` the application is given.
 
-    The only holder of the server's ``start_response`` and ``write``: neither
-    the environ nor the context can reach it, so nothing of the server's is
-    kept alive by them. ``write()`` data is passed straight to the server when
-    no ``after_this_request`` callback is registered at the first call (the
-    request is then handed over), and buffered for the callbacks otherwise.
+    The only holder of the server's ``start_response`` and ``write``: neither the environ nor the
+    context can reach it. ``write()`` data goes straight to the server if no ``after_this_request``
+    callback is registered at the first call (the request is then handed over), else it is kept.
     """
 
-    __slots__ = (
-        "_registry",
-        "_server",
-        "_server_write",
-        "finishing",
-        "handed_over",
-        "head",
-        "headers",
-        "status",
-        "wrote",
-    )
-
-    #: Set by start_response (status first: headers are read only once it is set).
-    headers: list[tuple[str, str]]
-    #: The server's write(), once the response was handed over.
-    _server_write: Any
-
-    def __init__(self, registry: Registry, server_start_response: StartResponse) -> None:
-        self._registry = registry
-        self._server = server_start_response
-        self.status: str | None = None
-        #: What goes out before the rest of the iterable, in order: ``write()`` data
-        #: kept for the callbacks, and chunks pulled while priming a lazy start.
-        self.head: list[bytes] = []
-        self.wrote = False
-        #: True while the callbacks run on the response.
-        self.finishing = False
-        self.handed_over = False
+    # No __init__: every request makes one; the class attributes are the initial
+    # state, and DeferMiddleware sets the two references.
+    registry: Registry
+    server: StartResponse
+    status: str | None = None
+    headers: list[tuple[str, str]]  # set with the status
+    #: What goes out before the rest of the iterable: ``write()`` data kept for the
+    #: callbacks, or chunks pulled while priming a lazy start.
+    head: list[bytes] | None = None
+    wrote = False
+    finishing = False  # while the callbacks run
+    handed_over = False
+    server_write: Any = None  # the server's write(), once handed over
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
@@ -93,7 +65,7 @@ class Capture:
         if exc_info is not None:
             try:
                 if self.handed_over:  # the server decides: replace, or re-raise if sent
-                    self._server_write = self._server(status, headers, exc_info)
+                    self.server_write = self.server(status, headers, exc_info)
                     return self.write
                 if self.wrote or self.finishing:
                     # PEP 3333: after write() (the headers count as sent), or while the
@@ -103,8 +75,8 @@ class Capture:
                 exc_info = None  # a traceback held here would make a reference cycle
         elif self.status is not None:
             raise AssertionError(
-                "start_response() was called a second time without exc_info; PEP 3333 allows "
-                "a second call only with exc_info, to replace an error response."
+                "start_response() was called a second time without exc_info; PEP 3333 allows a second "
+                "call only with exc_info, to replace an error response."
             )
         self.status = status
         self.headers = headers
@@ -112,60 +84,55 @@ class Capture:
 
     def write(self, data: bytes) -> Any:
         if self.handed_over:
-            return self._server_write(data)
+            return self.server_write(data)
         if self.status is None:
             raise AssertionError("write() was called before start_response() (PEP 3333).")
         if self.finishing:
             raise RuntimeError(
-                "write() was called while an after_this_request callback was reading the response "
-                "body, so its data cannot be put in order. Yield the data from the application's "
-                "iterable instead."
+                "write() was called while an after_this_request callback was reading the response body, "
+                "so its data cannot be put in order. Yield the data from the application's iterable instead."
             )
         if not self.wrote:
             self.wrote = True
-            if self._registry.stop_if_none(True, False, _WHY_WRITTEN):  # nothing to wait for: stream it
+            if self.registry.stop_callbacks(_WHY_WRITTEN):  # nothing to wait for: stream it
                 self.hand_over(self.status, self.headers)
-                return self._server_write(data)
+                return self.server_write(data)
+        if self.head is None:
+            self.head = []
         self.head.append(data)
         return None
 
     def hand_over(self, status: str, headers: list[tuple[str, str]]) -> None:
         """Give the final status and headers to the server."""
-        self._server_write = self._server(status, headers)
+        self.server_write = self.server(status, headers)
         self.handed_over = True
 
 
 class DeferMiddleware:
-    """WSGI middleware that applies ``after_this_request`` callbacks and runs
-    ``call_on_close`` callbacks for the application it wraps.
+    """WSGI middleware that applies ``after_this_request`` callbacks and runs ``call_on_close``
+    callbacks for the application it wraps.
 
     :param app: any WSGI application (Django, Pyramid, Flask, Bottle, plain).
-    :param on_callback_error: ``"raise"`` (default): an exception from an
-        ``after_this_request`` callback propagates, after every body was closed
-        and the close callbacks ran. ``"log"``: it is logged on the
-        ``"deferware"`` logger and the response goes on as it was before that
-        callback (status, headers and body put back), unless the callback
-        advanced a streaming body, which cannot be put back: that propagates.
+    :param on_callback_error: ``"raise"`` (default): an exception from an ``after_this_request``
+        callback propagates, after every body was closed and the close callbacks ran. ``"log"``:
+        it is logged on the ``"deferware"`` logger and the response goes on as it was before that
+        callback (status, headers and body put back), unless the callback advanced a streaming
+        body, which cannot be put back: that propagates.
 
-    Example::
+    Example: ``application = DeferMiddleware(application)``.
 
-        from deferware import DeferMiddleware
-        application = DeferMiddleware(application)
-
-    A request with nothing registered passes through untouched: the same status,
-    header list and iterable (so ``wsgi.file_wrapper`` keeps working), with no
-    WebOb object built. A ``DeferMiddleware`` nested in another one (a
-    sub-request, or the same application wrapped twice) gets its own registry;
-    the enclosing one is put back in the environ after.
+    A request with nothing registered passes through untouched: the same status, header list and
+    iterable (so ``wsgi.file_wrapper`` keeps working), with no WebOb object built. One nested in
+    another (a sub-request, or the same application wrapped twice) gets its own registry; the
+    enclosing one is put back in the environ after.
     """
 
     def __init__(self, app: WSGIApplication, *, on_callback_error: OnCallbackError = "raise") -> None:
         if isinstance(app, dict):  # not printed: it may be long, and hold secrets
             raise TypeError(
-                "DeferMiddleware needs a WSGI application (a callable), got a dict. From an ini "
-                "file, that dict is PasteDeploy's configuration: DeferMiddleware is the "
-                "middleware, not a PasteDeploy factory. Write 'use = egg:deferware' in the "
-                "[filter:...] section instead."
+                "DeferMiddleware needs a WSGI application (a callable), got a dict. From an ini file, "
+                "that dict is PasteDeploy's configuration: DeferMiddleware is the middleware, not a "
+                "PasteDeploy factory. Write 'use = egg:deferware' in the [filter:...] section instead."
             )
         if not callable(app):
             raise TypeError(f"DeferMiddleware needs a WSGI application (a callable), got {app!r}.")
@@ -178,9 +145,10 @@ class DeferMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         registry = Registry()
-        capture = Capture(registry, start_response)
-        # registry.bind, inline: every request runs it
-        previous = environ.get(ENVIRON_KEY)
+        capture = Capture()
+        capture.registry = registry
+        capture.server = start_response
+        previous = environ.get(ENVIRON_KEY)  # registry.bind, inline: every request runs it
         environ[ENVIRON_KEY] = registry
         token = _set(registry)
         try:
@@ -191,116 +159,121 @@ class DeferMiddleware:
                 raise
             body: Iterable[bytes] = app_iter  # or a RequestBody that owns it
             try:
-                if capture.status is None or capture.head:
-                    body = self._started(environ, registry, capture, app_iter)
-                if capture.handed_over:  # write() streamed it
-                    return _finishing(body, registry, environ)
-                # (A callback once registered stays until it runs: no lock needed to see one.)
-                if not registry.callbacks and registry.stop_if_none(True, True):
-                    capture.hand_over(capture.status, capture.headers)  # type: ignore[arg-type]
+                if capture.status is None or capture.wrote:  # a lazy start, or write() used
+                    body = self._started(environ, capture, app_iter)
+                    if capture.handed_over:  # write() streamed it
+                        return _finishing(body, registry, environ)
+                if not registry.callbacks and registry.stop_if_idle():  # (a callback stays until it runs)
+                    capture.server_write = start_response(capture.status, capture.headers)  # type: ignore[arg-type]
+                    capture.handed_over = True  # capture.hand_over, inline: the idle path
                     return body
-                if not registry.callbacks and registry.stop_if_none(True, False):  # only close ones
+                if not registry.callbacks and registry.stop_callbacks():  # only close callbacks
                     out = _finishing(body, registry, environ)
                     capture.hand_over(capture.status, capture.headers)  # type: ignore[arg-type]
                     return out
             except BaseException:
                 _fail(registry, (body,))
                 raise
-            return self._finish(environ, registry, capture, app_iter, body)
+            return self._finish(environ, capture, app_iter, body)
         finally:
             _reset(token)
-            if previous is not None and isinstance(previous, Registry) and previous.active:
-                environ[ENVIRON_KEY] = previous  # an enclosing request's: see DeferMiddleware
+            # An enclosing request's registry goes back; previous.active, inline.
+            active = previous is not None and isinstance(previous, Registry)
+            if active and (previous.taking or previous.taking_close):  # type: ignore[union-attr]
+                environ[ENVIRON_KEY] = previous
 
     def _started(
-        self, environ: WSGIEnvironment, registry: Registry, capture: Capture, app_iter: Iterable[bytes]
-    ) -> RequestBody:
-        """The application's body with what came before its iterable: chunks
-        pulled until a lazy application called ``start_response``, and data
-        buffered from ``write()``."""
+        self, environ: WSGIEnvironment, capture: Capture, app_iter: Iterable[bytes]
+    ) -> Iterable[bytes]:
+        """The body, after what came before the iterable: chunks pulled until a lazy application
+        called ``start_response``, or data kept from ``write()`` (if none, *app_iter* itself)."""
+        if capture.status is not None and not capture.head:
+            return app_iter
         head = capture.head
         iterator = None
         if capture.status is None:
+            head = capture.head = []  # write() called while priming appends here too
             iterator = prime(app_iter, lambda: capture.status is not None, head)
             if capture.status is None:
                 raise RuntimeError(
-                    f"The WSGI application {self.app!r} returned an iterable that ended without "
-                    "calling start_response(). Every WSGI application must call it (PEP 3333)."
+                    f"The WSGI application {self.app!r} returned an iterable that ended without calling "
+                    "start_response(). Every WSGI application must call it (PEP 3333)."
                 )
-        return RequestBody(app_iter, registry, environ, head, iterator)
+        return RequestBody(app_iter, capture.registry, environ, head, iterator)
 
     def _finish(
-        self,
-        environ: WSGIEnvironment,
-        registry: Registry,
-        capture: Capture,
-        app_iter: Iterable[bytes],
-        body: Iterable[bytes],
+        self, environ: WSGIEnvironment, capture: Capture, app_iter: Iterable[bytes], body: Iterable[bytes]
     ) -> Iterable[bytes]:
-        """Run the callbacks and hand the final response to the server."""
+        """Run the callbacks; hand the final response to the server (:func:`_send`)."""
+        registry = capture.registry
         if body is app_iter:
-            # WebOb's response.write() appends to a list body in place: the
-            # application's list may be a constant it serves to every request.
-            body = (
-                list(app_iter)
-                if type(app_iter) in (list, tuple)
-                else RequestBody(app_iter, registry, environ)
-            )
+            # WebOb's response.write() appends to a list body in place: the app's may be a constant.
+            copy = type(app_iter) in (list, tuple)
+            body = list(app_iter) if copy else RequestBody(app_iter, registry, environ)
+        app_headers = capture.headers
+        status: str = capture.status  # type: ignore[assignment]
+        response = build_response(status, list(app_headers), body)
         dropped: list[Any] = []  # bodies left behind, closed at the end
-        response = build_response(capture.status, list(capture.headers), body)  # type: ignore[arg-type]
         capture.finishing = True
         try:
-            response = run_callbacks(registry, response, environ, dropped, self._log_errors)
+            response, status, headers = run_callbacks(
+                registry, response, environ, dropped, self._log_errors, status, app_headers
+            )
             if response.conditional_response:
                 dropped.append(response.app_iter)
                 response = send_itself(response, environ)
-            status, headers, final = outgoing(response, environ, capture.headers)
+                status, headers = response.status, response.headerlist
+            final = response.app_iter
+            status, headers, bodiless = outgoing(status, headers, environ, app_headers)
         except BaseException:
             _fail(registry, [body, response.app_iter, *dropped])
             raise
         finally:
             capture.finishing = False
-        if final is None:  # no body may go out: what is there is closed, not sent
-            dropped.append(response.app_iter)
+        if bodiless:  # no body may go out: what is there is closed, not sent
+            dropped.append(final)
             final = []
-        out = _outgoing_body(final, body, dropped, registry, environ)
-        try:
-            capture.hand_over(status, headers)
-        except BaseException:
-            _close_quietly(out)
-            raise
-        return out
+        return _send(capture, status, headers, final, body, dropped, environ)
 
 
-def _outgoing_body(
-    final: Iterable[bytes], body: Any, dropped: list[Any], registry: Registry, environ: WSGIEnvironment
+def _send(
+    capture: Capture,
+    status: str,
+    headers: Headers,
+    final: Any,
+    body: Any,
+    dropped: list[Any],
+    environ: WSGIEnvironment,
 ) -> Iterable[bytes]:
-    """What the server gets: *final*, and a close() that finishes the request.
-
-    When there is nothing else to close and no close callback, *final* goes as
-    it is: the application's own iterable if no callback touched it (so
-    ``wsgi.file_wrapper`` keeps working), or a list.
-    """
+    """Hand *status* and *headers* to the server; return the body it gets: *final*, with a
+    ``close()`` that also closes *body* and *dropped* (each once) and runs the close callbacks.
+    With nothing else to close and no close callback, *final* goes as it is: the application's
+    own iterable if untouched (so ``wsgi.file_wrapper`` keeps working), or a list."""
+    registry = capture.registry
     others: list[Any] = []
     if dropped or final is not body:  # each once, and none that a RequestBody among them closes
-        bodies = unique_bodies([final, body, *dropped])
-        others = [item for item in bodies if item is not final and hasattr(item, "close")]
-    if not others and registry.stop_if_none(False, True):
-        if type(final) is RequestBody and final.untouched:
-            return final.iterable
-        if type(final) in (list, tuple, RequestBody):
-            return final
-        return RequestBody(final, registry, environ)
-    out = final if type(final) is RequestBody else RequestBody(final, registry, environ)
-    out.close_also(others)
-    out.finish_request()
-    return out
+        others = [item for item in unique_bodies([final, body, *dropped]) if item is not final]
+        others = [item for item in others if hasattr(item, "close")]
+    if others or not registry.stop_close_callbacks():
+        final = final if type(final) is RequestBody else RequestBody(final, registry, environ)
+        final.close_also(others)
+        final.finish_request()
+    elif type(final) is RequestBody and final.untouched:
+        final = final.iterable
+    elif type(final) not in (list, tuple, RequestBody):
+        final = RequestBody(final, registry, environ)  # a callback's body: binds the request too
+    try:
+        capture.server_write = capture.server(status, headers)
+        capture.handed_over = True  # capture.hand_over, inline: every request with callbacks
+    except BaseException:
+        _close_quietly(final)
+        raise
+    return final  # type: ignore[no-any-return]
 
 
 def _finishing(body: Iterable[bytes], registry: Registry, environ: WSGIEnvironment) -> Iterable[bytes]:
-    """The body of a response ``write()`` handed over: the server's, with a
-    close hook if a close callback is registered."""
-    if registry.stop_if_none(False, True):
+    """A body handed over without callbacks: as it is, or hooked if a close callback is registered."""
+    if registry.stop_close_callbacks():
         return body
     out = body if type(body) is RequestBody else RequestBody(body, registry, environ)
     out.finish_request()
@@ -317,12 +290,9 @@ def _close_quietly(iterable: object) -> None:
 
 
 def _fail(registry: Registry, iterables: Iterable[object]) -> None:
-    """The request failed before its response reached the server.
-
-    Its ``after_this_request`` callbacks are dropped, every body is closed once
-    and the close callbacks run; their errors are logged, so that the original
-    exception propagates unchanged.
-    """
+    """The request failed before its response reached the server: its callbacks are dropped,
+    every body is closed once and the close callbacks run; their errors are logged, so that the
+    original exception propagates unchanged."""
     registry.drop_callbacks()
     for item in unique_bodies(iterables):
         _close_quietly(item)

@@ -1,16 +1,12 @@
 """The per-request callback registry, where it lives, and how code finds it.
 
 ``DeferMiddleware`` makes one :class:`Registry` per request and stores it in the
-WSGI environ under :data:`ENVIRON_KEY`. The environ is the source of truth; the
-context variable :data:`current_registry` is a convenience pointer to the same
-object, bound (with the environ's key) around every stretch of application code
-the middleware drives: :func:`bind` and :func:`unbind`.
-
-A registry holds only what application code gave it: the callbacks, and whether
-each list still takes entries. It never holds anything of the server's, so a
-registry kept alive by the environ or by a copied context keeps nothing else
-alive. Callbacks are removed from it as they run, so a callback that closes
-over the environ makes no reference cycle either.
+environ under :data:`ENVIRON_KEY`, the source of truth; the context variable
+:data:`current_registry` points to the same object while the middleware drives
+application code (:func:`bind`, :func:`unbind`). A registry holds only what
+application code gave it, never anything of the server's, and callbacks leave
+it as they run: keeping one alive (in the environ, in a copied context) keeps
+nothing else alive and makes no reference cycle.
 """
 
 from __future__ import annotations
@@ -33,28 +29,28 @@ ENVIRON_KEY = "deferware.registry"
 current_registry: ContextVar[Registry] = ContextVar("deferware.registry")
 
 # One lock for every registry: registration can race with the middleware
-# finishing the response (a worker thread registering while the response is
-# handed over). Its critical sections are a few list operations and never run
-# user code, so sharing it costs nothing, where a lock per request would.
-# acquire/release rather than ``with``: the same, at half the cost per use.
+# finishing the response (a worker thread registering during the hand-over).
+# Its critical sections are a few assignments and never run user code, so one
+# shared lock costs nothing, where one per request would. acquire/release
+# rather than ``with``: the same, for less work per use.
 _lock = threading.Lock()
 _acquire = _lock.acquire
 _release = _lock.release
 
 _CALLBACK_TOO_LATE = (
-    "after_this_request({func!r}) came too late: {why}, so it could never run. Register it "
-    "before the application returns its response (or, for a lazy generator, before its "
-    "first chunk); for work after the response was sent, use call_on_close()."
+    "after_this_request({func!r}) came too late: {why}, so it could never run. Register it before the "
+    "application returns its response (or, for a lazy generator, before its first chunk); for work "
+    "after the response was sent, use call_on_close()."
 )
 _CLOSE_TOO_LATE = (
-    "call_on_close({func!r}) came too late: {why}, so it could never run. Register it "
-    "before the application returns its response."
+    "call_on_close({func!r}) came too late: {why}, so it could never run. Register it before the "
+    "application returns its response."
 )
 _WHY_SENT = "the status and headers of this response were already handed to the server"
 _WHY_FAILED = "the request already ended with an exception"
 _WHY_UNHOOKED = (
-    "this response was handed to the server without a close hook (no close callback was "
-    "registered when the application returned it)"
+    "this response was handed to the server without a close hook (no close callback was registered "
+    "when the application returned it)"
 )
 _WHY_RAN = "the close callbacks of this response already ran"
 
@@ -62,21 +58,18 @@ _WHY_RAN = "the close callbacks of this response already ran"
 class Registry:
     """The callbacks registered during one request, in registration order.
 
-    ``after_this_request`` callbacks and ``call_on_close`` callbacks each sit in
-    a list that takes entries until the middleware stops it. The guarantee this
-    class alone owns: a registration either runs or raises
-    :class:`~deferware.ResponseAlreadyStarted`; it is never lost. Adding, taking
-    the pending entries and stopping a list happen under one lock, so an entry
-    added while the list is drained (a callback registering another one, or
-    another thread) is taken by the drain, and one added after the drain found
-    the list empty is refused. Entries leave the registry as they are taken.
+    ``after_this_request`` and ``call_on_close`` callbacks each sit in a list that takes entries
+    until the middleware stops it. The guarantee this class alone owns: a registration either runs
+    or raises :class:`~deferware.ResponseAlreadyStarted`, never lost. Adding, taking the pending
+    entries and stopping a list happen under one lock, so an entry added while the list is drained
+    (by a callback, or another thread) is taken by the drain, and one added after the drain found
+    the list empty is refused.
     """
 
-    # No __init__: every request makes one, and the class attributes are the
-    # initial state (each change assigns a new value, never mutates these).
-    #: Whether ``after_this_request`` and ``call_on_close`` are still taken.
-    taking = True
-    taking_close = True
+    # No __init__: every request makes one; the class attributes are the initial
+    # state (each change assigns a new value, never mutates these).
+    taking = True  # whether after_this_request is still taken
+    taking_close = True  # whether call_on_close is still taken
     #: The callbacks waiting to run (read-only: add with the methods below).
     callbacks: tuple[Callable[..., Any], ...] = ()
     close_callbacks: tuple[Callable[[], object], ...] = ()
@@ -140,17 +133,36 @@ class Registry:
         finally:
             _release()
 
-    def stop_if_none(self, callbacks: bool, close_callbacks: bool, why: str = _WHY_SENT) -> bool:
-        """Stop taking the named kinds if none of them is pending; *why* is what
-        a late ``after_this_request`` is told. Returns whether they stopped."""
+    # The stop_* methods stop taking a kind if none of it is pending; they return whether it stopped.
+    def stop_callbacks(self, why: str = _WHY_SENT) -> bool:
+        """Stop ``after_this_request``; *why* is what a late one is told."""
         _acquire()
         try:
-            if (callbacks and self.callbacks) or (close_callbacks and self.close_callbacks):
+            if self.callbacks:
                 return False
-            if callbacks:
-                self.taking, self._why_late = False, why
-            if close_callbacks:
-                self.taking_close = False
+            self.taking, self._why_late = False, why
+            return True
+        finally:
+            _release()
+
+    def stop_close_callbacks(self) -> bool:
+        """Stop ``call_on_close``: the response goes out without a close hook."""
+        _acquire()
+        try:
+            if self.close_callbacks:
+                return False
+            self.taking_close = False
+            return True
+        finally:
+            _release()
+
+    def stop_if_idle(self) -> bool:
+        """Stop both kinds, if neither has a pending entry."""
+        _acquire()
+        try:
+            if self.callbacks or self.close_callbacks:
+                return False
+            self.taking = self.taking_close = False
             return True
         finally:
             _release()
@@ -176,9 +188,8 @@ def bind(registry: Registry, environ: WSGIEnvironment) -> Bound:
 
 
 def unbind(environ: WSGIEnvironment, bound: Bound, keep: bool = False) -> None:
-    """Undo :func:`bind`. With *keep*, the environ keeps the registry unless what
-    it held before is an enclosing request's, still active (a sub-request or the
-    same application wrapped twice): a finished request's is not put back."""
+    """Undo :func:`bind`. With *keep*, the environ keeps the registry unless it held an enclosing
+    request's, still active (a sub-request, an application wrapped twice), before."""
     token, previous = bound
     current_registry.reset(token)
     if keep and not (isinstance(previous, Registry) and previous.active):
@@ -190,21 +201,18 @@ def unbind(environ: WSGIEnvironment, bound: Bound, keep: bool = False) -> None:
 
 
 _NO_REQUEST = (
-    "{api}() was called outside a request handled by DeferMiddleware. Wrap the WSGI "
-    "application in deferware.DeferMiddleware(app); from another thread, pass the request's "
-    "environ: {api}(func, environ=request.environ). (A response body handed to the server "
-    "as the application's own runs after the request: register before it is returned.)"
+    "{api}() was called outside a request handled by DeferMiddleware. Wrap the WSGI application in "
+    "deferware.DeferMiddleware(app); from another thread, pass the request's environ: {api}(func, "
+    "environ=request.environ). (A response body handed to the server as the application's own runs "
+    "after the request: register before it is returned.)"
 )
 
 
 def lookup(environ: WSGIEnvironment | None, api: str) -> Registry:
-    """The registry of *environ*, else of the request active in this context.
-
-    An environ that holds no registry belongs to a sub-request the middleware
-    did not wrap (Pyramid's ``invoke_subrequest``, ``Request.blank``), made
-    while the request active in this context is handled: that request is the
-    one it belongs to, as for the context form. *api* names the caller.
-    """
+    """The registry of *environ*, else of the request active in this context (*api* names the
+    caller). An environ without one belongs to a sub-request the middleware did not wrap
+    (Pyramid's ``invoke_subrequest``, ``Request.blank``), made while the request active in this
+    context is handled: it belongs to that request, as for the context form."""
     if environ is not None:
         try:
             registry = environ.get(ENVIRON_KEY)
@@ -213,8 +221,8 @@ def lookup(environ: WSGIEnvironment | None, api: str) -> Registry:
                 "request.environ" if hasattr(environ, "environ") else "the environ the application was given"
             )
             raise TypeError(
-                f"{api}(environ=...) needs the request's WSGI environ (a dict), got {environ!r} "
-                f"of type {type(environ).__name__}. Pass {hint}."
+                f"{api}(environ=...) needs the request's WSGI environ (a dict), got {environ!r} of type "
+                f"{type(environ).__name__}. Pass {hint}."
             ) from None
         if isinstance(registry, Registry):
             return registry
@@ -223,9 +231,8 @@ def lookup(environ: WSGIEnvironment | None, api: str) -> Registry:
         return registry
     if environ is not None:
         raise NoActiveRequest(
-            f"{api}(environ=...) was given an environ that holds no deferware registry (no "
-            f"{ENVIRON_KEY!r} key), and no request is active in this context. Wrap the WSGI "
-            "application in deferware.DeferMiddleware(app) and pass the environ of the "
-            "request it is handling."
+            f"{api}(environ=...) was given an environ that holds no deferware registry (no {ENVIRON_KEY!r} "
+            "key), and no request is active in this context. Wrap the WSGI application in "
+            "deferware.DeferMiddleware(app) and pass the environ of the request it is handling."
         )
     raise NoActiveRequest(_NO_REQUEST.format(api=api))

@@ -1,9 +1,6 @@
-"""WebOb glue: the ``webob.Response`` callbacks see, the checks on what they
-leave in it, and what finally goes to the server.
-
-:func:`build_response` is the only code in deferware that touches WebOb
-internals; everything else reads and writes responses through WebOb's public
-properties.
+"""WebOb glue: the ``webob.Response`` callbacks see, the checks on what they leave in it, and what
+finally goes to the server. :func:`build_response` is the only code in deferware that touches
+WebOb internals; everything else uses WebOb's public properties.
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ if TYPE_CHECKING:
     from _typeshed import OptExcInfo
     from _typeshed.wsgi import WSGIEnvironment
 
-__all__ = ["HeaderCheck", "build_response", "describe", "outgoing", "send_itself"]
+__all__ = ["build_response", "checked", "describe", "outgoing", "send_itself"]
 
 Headers = list[tuple[str, str]]
 
@@ -29,9 +26,8 @@ def _public_response(status: str, headerlist: Headers, app_iter: Iterable[bytes]
 
 
 def _direct_response(status: str, headerlist: Headers, app_iter: Iterable[bytes]) -> Response:
-    # WebOb's constructor parses the status through int(), which fails for every
-    # "200 OK" and takes the slow exception path; the status here came from
-    # start_response and goes out as it is, so the instance state the
+    # WebOb's constructor parses the status through int(), which fails for every "200 OK"
+    # and takes the exception path; this status goes out as it came, so the state the
     # constructor would set is set directly. A test compares the two.
     response = Response.__new__(Response)
     response._status = status  # type: ignore[attr-defined]
@@ -50,8 +46,8 @@ def _same_as_constructor() -> bool:
         return False
 
 
-#: Builds a ``webob.Response`` over the given status, header list and body
-#: (shared, not copied): WebOb's constructor's result, checked at import.
+#: Builds a ``webob.Response`` over a status, header list and body (shared, not copied), as
+#: WebOb's constructor would (checked at import).
 build_response = _direct_response if _same_as_constructor() else _public_response
 
 
@@ -70,19 +66,14 @@ _BAD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
 _STATUS = re.compile(r"[1-9][0-9]{2} [\t\x20-\x7e\x80-\xff]*")
 
 
-_ENCODE = "remove the character or encode the value (e.g. percent-encode it)"
-
-
 def _header_problem(item: Any) -> tuple[str, str] | None:
     """What is wrong with *item* as a response header, and the fix; None if nothing."""
     if type(item) is not tuple or len(item) != 2:
         return f"header {item!r} is not a (name, value) tuple", "add a (name, value) tuple of str"
     name, value = item
     if type(name) is not str or _TOKEN.fullmatch(name) is None:
-        return (
-            f"header name {name!r} is not an HTTP token (letters, digits, !#$%&'*+-.^_`|~)",
-            "use a name made of those characters only",
-        )
+        problem = f"header name {name!r} is not an HTTP token (letters, digits, !#$%&'*+-.^_`|~)"
+        return problem, "use a name made of those characters only"
     if type(value) is not str:
         problem = f"header {name!r} has a {type(value).__name__} value {value!r}; values must be str"
         if value is None:
@@ -95,72 +86,55 @@ def _header_problem(item: Any) -> tuple[str, str] | None:
         return problem, f"convert the value to str (e.g. str({value!r}))"
     bad = _BAD_VALUE.search(value)
     if bad is not None:
-        return (
-            f"header {name!r} has the value {value!r}, whose character {bad.group()!r} is not "
-            "allowed (CR, LF, NUL and other control characters split the response; characters "
-            "beyond latin-1 cannot be sent)",
-            _ENCODE,
+        problem = (
+            f"header {name!r} has the value {value!r}, whose character {bad.group()!r} is not allowed (CR, "
+            "LF, NUL and other control characters split the response; characters beyond latin-1 cannot "
+            "be sent)"
         )
+        return problem, "remove the character or encode the value (e.g. percent-encode it)"
     return None
 
 
-class HeaderCheck:
-    """Checks the status and headers each callback leaves, before anything is sent.
-
-    The application's own status and headers pass as they came (as they would
-    without deferware). After a callback, only what changed is looked at: a
-    header equal to one accepted before needs no second look.
-    """
-
-    __slots__ = ("_accepted", "_seen", "_status")
-
-    def __init__(self, status: str, headers: Headers) -> None:
-        self._status = status
-        self._seen = list(headers)  # a copy: callbacks change the response's list in place
-        self._accepted: set[Any] | None = None
-
-    def __call__(self, func: Any, response: Response) -> None:
-        """Raise :class:`InvalidHeader`, naming *func*, for what it left unsafe."""
-        status = response.status
-        if status != self._status:
-            if type(status) is not str or _STATUS.fullmatch(status) is None:
-                raise InvalidHeader(
-                    f"after_this_request callback {describe(func)} set the status {status!r}, "
-                    "which is not a 3-digit code, a space and a reason phrase. Set "
-                    "response.status_code, or a status such as '404 Not Found'."
-                )
-            self._status = status
-        headers = response.headerlist
-        if headers == self._seen:
-            return
-        accepted = self._accepted
-        if accepted is None:
-            accepted = self._accepted = {item for item in self._seen if type(item) is tuple}
-        for item in headers:
-            try:
-                if item in accepted:
-                    continue
-            except TypeError:  # unhashable: not a tuple of str either
-                pass
-            found = _header_problem(item)
-            if found is not None:
-                raise InvalidHeader(
-                    f"after_this_request callback {describe(func)} set an unsafe response "
-                    f"header: {found[0]}. Nothing was sent; {found[1]}."
-                )
-            accepted.add(item)
-        self._seen = list(headers)
+def checked(func: Any, response: Response, status: str, headers: Headers) -> tuple[str, Headers]:
+    """The status and (a copy of) the header list *func* left in *response*; raises
+    :class:`InvalidHeader`, naming *func*, for what is unsafe there. *status* and *headers* are
+    what the previous check saw (at first, the application's own, which pass as they came, as
+    they would without deferware): only what changed since is looked at."""
+    new_status = response.status
+    if new_status != status and (type(new_status) is not str or _STATUS.fullmatch(new_status) is None):
+        raise InvalidHeader(
+            f"after_this_request callback {describe(func)} set the status {new_status!r}, which is not a "
+            "3-digit code, a space and a reason phrase. Set response.status_code, or a status such as "
+            "'404 Not Found'."
+        )
+    new_headers = response.headerlist
+    if new_headers == headers:
+        return new_status, headers
+    accepted = {item for item in headers if type(item) is tuple}
+    for item in new_headers:
+        try:
+            if item in accepted:
+                continue
+        except TypeError:  # unhashable: not a tuple of str either
+            pass
+        found = _header_problem(item)
+        if found is not None:
+            raise InvalidHeader(
+                f"after_this_request callback {describe(func)} set an unsafe response header: {found[0]}. "
+                f"Nothing was sent; {found[1]}."
+            )
+        accepted.add(item)
+    return new_status, list(new_headers)  # a copy: callbacks change the response's list in place
 
 
 def send_itself(response: Response, environ: WSGIEnvironment) -> Response:
     """*response* as it sends itself, as a plain ``webob.Response``.
 
     deferware hands status, headers and body to the server directly, not through
-    ``Response.__call__`` (which would rewrite a relative ``Location``). Some
-    responses do their work there: ``webob.exc`` and Pyramid HTTP exceptions
-    build their page, and a ``conditional_response`` answers 304, 206 or 416.
-    They are run as the WSGI applications they are; a conditional response
-    keeps its own ``Location``.
+    ``Response.__call__`` (which would rewrite a relative ``Location``). Some responses do their
+    work there: ``webob.exc`` and Pyramid HTTP exceptions build their page, a
+    ``conditional_response`` answers 304, 206 or 416. They are run as the WSGI applications they
+    are; a conditional response keeps its own ``Location``.
     """
     sent: list[Any] = []
 
@@ -175,8 +149,8 @@ def send_itself(response: Response, environ: WSGIEnvironment) -> Response:
     if not sent:
         _close(body)
         raise RuntimeError(
-            f"The response {response!r} returned by an after_this_request callback did not "
-            "call start_response() when called as a WSGI application, so it cannot be sent."
+            f"The response {response!r} returned by an after_this_request callback did not call "
+            "start_response() when called as a WSGI application, so it cannot be sent."
         )
     status, headers = sent
     if type(response).__call__ is Response.__call__:
@@ -197,27 +171,29 @@ def _close(iterable: object) -> None:
         close()
 
 
-def outgoing(response: Response, environ: WSGIEnvironment, app_headers: Headers) -> tuple[str, Headers, Any]:
-    """The status, header list and body that go to the server.
+def outgoing(
+    status: str, headers: Headers, environ: WSGIEnvironment, app_headers: Headers
+) -> tuple[str, Headers, bool]:
+    """The status and header list that go to the server, and whether the body must be left out.
 
-    RFC 9110: no body on HEAD, 1xx, 204 or 304, whatever a callback left there
-    (servers send what they are given, and a keep-alive client would read it as
-    the next response). No ``Content-Length`` on 1xx and 204; on 304 and HEAD
-    only the application's own (the length a GET would have): one WebOb computed
-    from another body is not. A header list equal to the application's goes out
-    as the application's own list.
+    RFC 9110: no body on HEAD, 1xx, 204 or 304, whatever a callback left there (servers send what
+    they are given, and a keep-alive client would read it as the next response). No
+    ``Content-Length`` on 1xx and 204; on 304 and HEAD only the application's own (the length a
+    GET would have): one WebOb computed from another body is not. A header list equal to the
+    application's goes out as the application's own list.
     """
-    status = response.status
-    headers = response.headerlist
-    body: Any = response.app_iter
     code = status[:3]
-    if code in ("204", "304") or code[:1] == "1" or environ.get("REQUEST_METHOD") == "HEAD":
-        body = None
-        keep = [] if code == "204" or code[:1] == "1" else [i for i in app_headers if _is_length(i)]
+    bodiless = code in _BODILESS or environ.get("REQUEST_METHOD") == "HEAD"
+    if bodiless:
+        keep = [] if code in _NO_LENGTH else [item for item in app_headers if _is_length(item)]
         headers = [item for item in headers if not _is_length(item) or item in keep]
     if headers == app_headers:
-        return status, app_headers, body
-    return status, list(headers), body
+        return status, app_headers, bodiless
+    return status, list(headers), bodiless
+
+
+_NO_LENGTH = frozenset([*map(str, range(100, 200)), "204"])
+_BODILESS = _NO_LENGTH | {"304"}
 
 
 def _is_length(item: tuple[str, str]) -> bool:

@@ -57,16 +57,10 @@ class Deferred:
         return list(self.registry.close_callbacks)
 
     def apply(self, response: Response | None = None, *, on_callback_error: str = "raise") -> Response:
-        """Run the callbacks on *response* (default: an empty ``200 OK``) as
-        ``DeferMiddleware`` does, and return the response the server would get.
-
-        The middleware's own loop runs them: order, replacement (an HTTP
-        exception is sent as its page), the ``TypeError`` for a bad return value,
-        the :class:`~deferware.InvalidHeader` checks, the error policy, and no
-        body on HEAD, 1xx, 204 or 304. Callbacks run once: after this,
-        ``after_this_request`` raises :class:`~deferware.ResponseAlreadyStarted`,
-        as after the real hand-over.
-        """
+        """Run the callbacks on *response* (default: an empty ``200 OK``) with the middleware's own
+        loop (order, replacement, errors, header checks, policy, no body on HEAD, 1xx, 204, 304);
+        return the response the server would get. Callbacks run once: after this,
+        ``after_this_request`` raises :class:`~deferware.ResponseAlreadyStarted`."""
         if self._closed:
             raise RuntimeError("Deferred.close() was already called: call apply() before close().")
         if self._applied:
@@ -80,23 +74,22 @@ class Deferred:
         dropped: list[Any] = []
         bound = bind(self.registry, self.environ)
         try:
-            response = run_callbacks(self.registry, response, environ, dropped, log_errors)
+            response, status, headers = run_callbacks(
+                self.registry, response, environ, dropped, log_errors, response.status, app_headers
+            )
             if response.conditional_response:
                 response = send_itself(response, environ)
+                status, headers = response.status, response.headerlist
         finally:
             unbind(self.environ, bound, keep=True)
             self.registry.drop_callbacks()  # also when a callback raised: later ones are refused
-        _, headers, body = outgoing(response, environ, app_headers)
-        if body is None:  # as the server would get it: no body on HEAD, 1xx, 204, 304
-            body = response.app_iter = []
+        _, headers, bodiless = outgoing(status, headers, environ, app_headers)
+        if bodiless:  # as the server would get it: no body on HEAD, 1xx, 204, 304
+            response.app_iter = []
+        body = response.app_iter
         response.headerlist = list(headers)
-        close_all(
-            [
-                close
-                for item in unique_bodies(dropped)
-                if item is not body and (close := getattr(item, "close", None))
-            ]
-        )
+        closers = [getattr(item, "close", None) for item in unique_bodies(dropped) if item is not body]
+        close_all([close for close in closers if close is not None])
         return response
 
     def close(self) -> None:
