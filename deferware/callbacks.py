@@ -112,6 +112,7 @@ def _run_logged(
         response.headerlist[:] = headers
     pulled = body.pulled if isinstance(body, RequestBody) else 0
     items = list(body) if type(body) is list else None
+    conditional = response.conditional_response
     try:
         return _run(func, response, status, headers, environ, dropped)
     except Exception:
@@ -127,6 +128,7 @@ def _run_logged(
         body[:] = items  # type: ignore[index]
     response.headerlist = list(headers)  # a copy: *headers* must stay as checked
     response.status = status
+    response.conditional_response = conditional
     return response, status, headers
 
 

@@ -102,7 +102,7 @@ def _finish(registry: Registry, request: HttpRequest, response: Any, log_errors:
     environ = request.META
     bound = bind(registry, environ)
     try:
-        if not registry.stop_if_none(True, False):
+        if not registry.stop_callbacks():
             response = _apply(registry, environ, response, log_errors)
         # A streaming body's later chunks run as part of the request (they may
         # register close callbacks); a file keeps the server's file_wrapper.
@@ -159,16 +159,20 @@ def _apply(registry: Registry, environ: dict[str, Any], response: Any, log_error
     dropped: list[Any] = []
     seen = build_response(status, list(headers), body)
     try:
-        seen = run_callbacks(registry, seen, environ, dropped, log_errors)
+        seen, new_status, new_headers = run_callbacks(
+            registry, seen, environ, dropped, log_errors, status, headers
+        )
         if seen.conditional_response:
             dropped.append(seen.app_iter)
             seen = send_itself(seen, environ)
-        new_status, new_headers, new_body = outgoing(seen, environ, headers)
+            new_status, new_headers = seen.status, seen.headerlist
+        new_status, new_headers, bodiless = outgoing(new_status, new_headers, environ, headers)
     except BaseException:
         _close_others([*dropped, seen.app_iter], body)
         raise
-    if new_body is None:  # no body may go out: what is there is closed, not sent
-        dropped.append(seen.app_iter)
+    new_body = seen.app_iter
+    if bodiless:  # no body may go out: what is there is closed, not sent
+        dropped.append(new_body)
         new_body = []
     if type(new_body) is RequestBody and new_body.iterable is body and new_body.untouched:
         new_body = body  # only counted (on_callback_error="log"): not a change

@@ -10,7 +10,9 @@ not need to wrap goes to the server as the application's own, untouched.
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
@@ -31,7 +33,9 @@ BLOCK_SIZE = 64 * 1024
 
 def open_body(iterable: Iterable[bytes]) -> Iterator[bytes]:
     """Start iterating a body; a file-like one (uWSGI's ``wsgi.file_wrapper``) by blocks."""
-    read = getattr(iterable, "read", None)
+    # read1, where there is one: on a pipe or socket it returns what has arrived instead of
+    # waiting for a whole block, so a live stream stays live.
+    read = getattr(iterable, "read1", None) or getattr(iterable, "read", None)
     if read is not None and not isinstance(iterable, (list, tuple)):
         return iter(partial(read, BLOCK_SIZE), b"")
     return iter(iterable)
@@ -75,7 +79,7 @@ class RequestBody:
         self.iterable = iterable
         self._registry = registry
         self._environ = environ
-        self._head = head
+        self._head = deque(head) if head else None  # popped as sent: a later pass goes on from there
         self._iterator = iterator
         self._also: list[Any] = []
         self._finishes = False
@@ -94,7 +98,7 @@ class RequestBody:
         head = self._head
         while head:
             self.pulled += 1
-            yield head.pop(0)
+            yield head.popleft()
         registry, environ = self._registry, self._environ
         while not self.closed:
             self.pulled += 1  # counted before: a pull that fails advanced the body too
@@ -118,6 +122,10 @@ class RequestBody:
         """Make ``close()`` run the request's close callbacks: this is what the server gets."""
         self._finishes = True
 
+    def owned_by(self, registry: Registry) -> bool:
+        """Whether this body belongs to *registry*'s request and can still go out."""
+        return self._registry is registry and not self.closed
+
     def close(self) -> None:
         if self.closed:
             return
@@ -137,8 +145,9 @@ class RequestBody:
 
 
 def unique_bodies(bodies: Iterable[Any]) -> list[Any]:
-    """Each of *bodies* once, by identity, in order, without None and without an iterable that
-    a :class:`RequestBody` among them wraps (its close() covers it)."""
+    """Each of *bodies* once, by identity, in order, without None, without an iterable that a
+    :class:`RequestBody` among them wraps (its close() covers it), and without a wrapper whose
+    close *is* another one's (WebOb's ``EmptyResponse`` hands on its body's ``close``)."""
     found: dict[int, Any] = {}
     for item in bodies:
         if item is not None:
@@ -146,6 +155,9 @@ def unique_bodies(bodies: Iterable[Any]) -> list[Any]:
     for item in list(found.values()):
         if type(item) is RequestBody:
             found.pop(id(item.iterable), None)
+        owner = getattr(getattr(item, "close", None), "__self__", item)
+        if owner is not item and id(owner) in found:
+            found.pop(id(item), None)
     return list(found.values())
 
 
@@ -179,12 +191,13 @@ def run_close_callbacks(registry: Registry) -> None:
             except BaseException as exc:  # noqa: BLE001 - re-raised once the others ran
                 error = error or exc
                 continue
-            if hasattr(result, "__await__"):
-                getattr(result, "close", lambda: None)()  # nothing will await it: close it
+            if hasattr(result, "__await__") or inspect.isgenerator(result):
+                getattr(result, "close", lambda: None)()  # nothing will drive it: close it
                 logger.error(
-                    "call_on_close callback %s returned an awaitable, which nothing awaits; it was "
-                    "closed unrun. Register a plain (def) function.",
+                    "call_on_close callback %s returned %s, which nothing drives; it was closed "
+                    "unrun. Register a plain (def) function.",
                     describe(func),
+                    "a generator" if inspect.isgenerator(result) else "an awaitable",
                 )
     if error is not None:
         try:

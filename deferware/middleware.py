@@ -9,10 +9,11 @@ go to the server as they are. Otherwise a ``webob.Response`` goes through the ca
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any, Iterable, Literal
 
 from .callbacks import run_callbacks
-from .iterators import RequestBody, prime, run_close_callbacks, unique_bodies
+from .iterators import RequestBody, close_all, prime, run_close_callbacks, unique_bodies
 from .options import from_keywords
 from .registry import ENVIRON_KEY, Registry, current_registry
 from .responses import Headers, build_response, outgoing, send_itself
@@ -254,13 +255,14 @@ def _send(
     if dropped or final is not body:  # each once, and none that a RequestBody among them closes
         others = [item for item in unique_bodies([final, body, *dropped]) if item is not final]
         others = [item for item in others if hasattr(item, "close")]
+    own = type(final) is RequestBody and final.owned_by(registry)
     if others or not registry.stop_close_callbacks():
-        final = final if type(final) is RequestBody else RequestBody(final, registry, environ)
+        final = final if own else RequestBody(final, registry, environ)
         final.close_also(others)
         final.finish_request()
-    elif type(final) is RequestBody and final.untouched:
+    elif own and final.untouched:
         final = final.iterable
-    elif type(final) not in (list, tuple, RequestBody):
+    elif not own and type(final) not in (list, tuple):
         final = RequestBody(final, registry, environ)  # a callback's body: binds the request too
     try:
         capture.server_write = capture.server(status, headers)
@@ -275,7 +277,9 @@ def _finishing(body: Iterable[bytes], registry: Registry, environ: WSGIEnvironme
     """A body handed over without callbacks: as it is, or hooked if a close callback is registered."""
     if registry.stop_close_callbacks():
         return body
-    out = body if type(body) is RequestBody else RequestBody(body, registry, environ)
+    # Not an inner DeferMiddleware's body: that one finishes its own request, not this one.
+    own = isinstance(body, RequestBody) and body.owned_by(registry)
+    out = body if isinstance(body, RequestBody) and own else RequestBody(body, registry, environ)
     out.finish_request()
     return out
 
@@ -294,6 +298,7 @@ def _fail(registry: Registry, iterables: Iterable[object]) -> None:
     every body is closed once and the close callbacks run; their errors are logged, so that the
     original exception propagates unchanged."""
     registry.drop_callbacks()
-    for item in unique_bodies(iterables):
-        _close_quietly(item)
-    run_close_callbacks(registry)
+    try:  # an Exception from a close() is logged; any other BaseException once all ran
+        close_all([partial(_close_quietly, item) for item in unique_bodies(iterables)])
+    finally:
+        run_close_callbacks(registry)

@@ -78,13 +78,17 @@ class Deferred:
                 self.registry, response, environ, dropped, log_errors, response.status, app_headers
             )
             if response.conditional_response:
+                dropped.append(response.app_iter)
                 response = send_itself(response, environ)
                 status, headers = response.status, response.headerlist
+        except BaseException:
+            self.registry.drop_callbacks()  # later ones are refused, as after a failed request
+            raise
         finally:
             unbind(self.environ, bound, keep=True)
-            self.registry.drop_callbacks()  # also when a callback raised: later ones are refused
         _, headers, bodiless = outgoing(status, headers, environ, app_headers)
         if bodiless:  # as the server would get it: no body on HEAD, 1xx, 204, 304
+            dropped.append(response.app_iter)
             response.app_iter = []
         body = response.app_iter
         response.headerlist = list(headers)

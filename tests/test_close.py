@@ -220,3 +220,69 @@ def test_a_body_a_callback_put_in_is_closed_once_when_a_later_step_fails(case, p
             drive(middleware)
 
     assert (app_body.close_calls, replacement.close_calls) == (1, 1)
+
+
+class _Body:
+    """A body that counts close() and can raise from it."""
+
+    def __init__(self, raises: BaseException | None = None) -> None:
+        self.closes = 0
+        self.raises = raises
+
+    def __iter__(self):
+        yield b"data"
+
+    def close(self) -> None:
+        self.closes += 1
+        if self.raises is not None:
+            raise self.raises
+
+
+def test_close_callbacks_run_after_a_callback_closed_the_body(drive):
+    ran = []
+    body = _Body()
+
+    def app(environ, start_response):
+        call_on_close(lambda: ran.append("closed"))
+        after_this_request(lambda response: response.app_iter.close())  # an aborted stream
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return body
+
+    drive(DeferMiddleware(app))
+
+    assert (body.closes, ran) == (1, ["closed"])
+
+
+class _Timeout(BaseException):
+    """Stands for gevent.Timeout: not an Exception."""
+
+
+def test_close_callbacks_run_on_the_failure_path_when_a_close_raises_a_base_exception(drive):
+    ran = []
+
+    def app(environ, start_response):
+        call_on_close(lambda: ran.append("closed"))
+        after_this_request(_raise)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return _Body(raises=_Timeout())
+
+    with pytest.raises(BaseException) as raised:
+        drive(DeferMiddleware(app))
+
+    assert isinstance(raised.value, (Boom, _Timeout))
+    assert ran == ["closed"]
+
+
+def test_a_close_callback_returning_a_generator_is_reported(drive, caplog):
+    def flush():
+        yield
+
+    def app(environ, start_response):
+        call_on_close(lambda: flush())  # a wrapped generator function: not seen at registration
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"x"]
+
+    with caplog.at_level(logging.ERROR, logger="deferware"):
+        drive(DeferMiddleware(app))
+
+    assert "returned a generator" in caplog.text

@@ -369,3 +369,25 @@ def test_the_applications_body_failing_under_a_callbacks_read_propagates(when, p
 
     assert body.close_calls == 1
     assert "callback" not in caplog.text  # not logged as a callback's error
+
+
+@pytest.mark.parametrize(
+    ("request_header", "value"), [("HTTP_IF_NONE_MATCH", '"v1"'), ("HTTP_RANGE", "bytes=0-3")]
+)
+def test_logged_error_undoes_a_conditional_response_the_callback_asked_for(
+    request_header, value, drive, make_environ, caplog
+):
+    def failing(response):
+        response.conditional_response = True
+        raise Boom("the cache layer failed")
+
+    def app(environ, start_response):
+        after_this_request(failing)
+        start_response("200 OK", [("Content-Type", "text/plain"), ("ETag", '"v1"'), ("Content-Length", "9")])
+        return [b"full page"]
+
+    with caplog.at_level(logging.ERROR, logger="deferware"):
+        sent = drive(DeferMiddleware(app, on_callback_error="log"), make_environ(**{request_header: value}))
+
+    assert (sent.status, sent.body) == ("200 OK", b"full page")
+    assert "the cache layer failed" in caplog.text

@@ -3,6 +3,8 @@ outer layer's environ entry is put back when the inner one returns."""
 
 from __future__ import annotations
 
+from typing import Any, Callable, Iterable
+
 import pytest
 from webtest import TestApp
 
@@ -197,3 +199,28 @@ def test_a_sub_request_body_registers_with_its_own_request(pulled_in, drive, mak
     assert sent.body == b"inner body"
     assert sent.header("X-Outer") == []
     assert len(errors) == 2
+
+
+def test_the_outer_requests_close_callbacks_run_when_the_inner_returns_a_wrapped_body() -> None:
+    # The inner DeferMiddleware hands back its own body wrapper; the outer one
+    # must still run its close callbacks (each request's once), not reuse the
+    # inner wrapper as if it were its own.
+    from support import drive
+
+    ran: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        call_on_close(lambda: ran.append("inner"))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"body"]
+
+    inner = DeferMiddleware(app)
+
+    def outer_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        call_on_close(lambda: ran.append("outer"))
+        return inner(environ, start_response)
+
+    sent = drive(DeferMiddleware(outer_app))
+
+    assert sent.body == b"body"
+    assert sorted(ran) == ["inner", "outer"]

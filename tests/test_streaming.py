@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from webtest import TestApp
 
-from deferware import DeferMiddleware, after_this_request
+from deferware import DeferMiddleware, after_this_request, call_on_close
 
 
 def test_callbacks_run_after_the_app_returned_and_before_the_server_sees_headers(drive, make_environ):
@@ -208,3 +208,38 @@ def test_a_body_streamed_through_a_callbacks_wrapper_is_not_kept_under_the_log_p
 
     assert received == chunk_size * count
     assert peak < 1024 * 1024
+
+
+def test_a_pipe_body_deferware_wraps_still_streams():
+    # A file-like body read in blocks must not wait for a whole block on a pipe
+    # (a subprocess's output): each line goes out as it arrives, as unwrapped.
+    import os
+    import threading
+
+    read_end, write_end = os.pipe()
+    first_arrived = threading.Event()
+
+    def writer():
+        os.write(write_end, b"first line\n")
+        first_arrived.wait(timeout=5)  # bounded: a blocked reader gets both lines at once
+        os.write(write_end, b"second line\n")
+        os.close(write_end)
+
+    def app(environ, start_response):
+        call_on_close(lambda: None)  # deferware wraps the body
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return os.fdopen(read_end, "rb")
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    body = DeferMiddleware(app)({"REQUEST_METHOD": "GET"}, lambda status, headers, exc_info=None: None)
+    try:
+        chunks = iter(body)
+        first = next(chunks)
+        first_arrived.set()
+        rest = b"".join(chunks)
+    finally:
+        first_arrived.set()
+        thread.join(timeout=10)
+        body.close()
+    assert (first, rest) == (b"first line\n", b"second line\n")

@@ -126,3 +126,40 @@ def test_registration_after_a_failed_apply_is_refused():
     with pytest.raises(ResponseAlreadyStarted):
         after_this_request(lambda response: None, environ=environ)
     assert d.callbacks == []  # it ran (and raised): nothing is pending
+
+
+def test_a_registration_after_a_successful_apply_says_the_response_went_out():
+    with deferred() as d:
+        after_this_request(lambda response: None)
+    d.apply(Response("ok"))
+    with pytest.raises(ResponseAlreadyStarted, match="already handed to the server"):
+        after_this_request(lambda response: None, environ=d.environ)
+
+
+class _Body:
+    def __init__(self):
+        self.closes = 0
+
+    def __iter__(self):
+        yield b"body"
+
+    def close(self):
+        self.closes += 1
+
+
+def _not_modified(response):
+    response.status = 304
+
+
+def _conditional(response):
+    response.etag = "abc"
+    response.conditional_response = True
+
+
+@pytest.mark.parametrize("callback", [_not_modified, _conditional])
+def test_apply_closes_a_body_left_on_a_304_as_the_middleware_does(callback):
+    body = _Body()
+    with deferred({"HTTP_IF_NONE_MATCH": '"abc"'}) as d:
+        after_this_request(callback)
+    out = d.apply(Response(app_iter=body, content_type="text/plain"))
+    assert (out.status_code, list(out.app_iter), body.closes) == (304, [], 1)
