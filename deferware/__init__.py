@@ -8,19 +8,22 @@ response (a ``webob.Response``) before the server sees it, and
 
 from __future__ import annotations
 
-from .api import after_this_request, call_on_close
+from .api import CloseCallback, ResponseCallback, after_this_request, call_on_close, request_active
 from .exceptions import InvalidHeader, NoActiveRequest, ResponseAlreadyStarted
 from .middleware import DeferMiddleware
 from .registry import ENVIRON_KEY
 
 __all__ = [
     "ENVIRON_KEY",
+    "CloseCallback",
     "DeferMiddleware",
     "InvalidHeader",
     "NoActiveRequest",
     "ResponseAlreadyStarted",
+    "ResponseCallback",
     "after_this_request",
     "call_on_close",
+    "request_active",
 ]
 
 __version__ = "1.0.0"

@@ -8,15 +8,19 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, overload
 
+from .exceptions import NoActiveRequest
 from .registry import current_registry, lookup
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
     from webob import Response
 
-__all__ = ["after_this_request", "call_on_close"]
+__all__ = ["CloseCallback", "ResponseCallback", "after_this_request", "call_on_close", "request_active"]
 
+#: What ``after_this_request`` takes: called with the ``webob.Response``; returns None
+#: (keep it, possibly changed) or a ``webob.Response`` (replace it).
 ResponseCallback = Callable[["Response"], Optional["Response"]]
+#: What ``call_on_close`` takes: called with no arguments; its result is ignored.
 CloseCallback = Callable[[], object]
 
 _R = TypeVar("_R", bound=ResponseCallback)
@@ -165,3 +169,20 @@ def call_on_close(
     check_callback(func, "call_on_close")
     lookup(environ, "call_on_close").add_close_callback(func)
     return func
+
+
+def request_active(*, environ: WSGIEnvironment | None = None) -> bool:
+    """Whether ``after_this_request`` would take a callback here, now.
+
+    For library code that may run inside a request or not (a CLI, a task queue, a test): True
+    when a request handled by ``DeferMiddleware`` is found, in the current context or through
+    *environ* (as ``after_this_request`` finds it), and its response has not been handed to
+    the server yet. Never raises for a missing request. Example::
+
+        if request_active():
+            after_this_request(add_timing_header)
+    """
+    try:
+        return lookup(environ, "request_active").taking
+    except NoActiveRequest:
+        return False

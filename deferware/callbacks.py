@@ -44,7 +44,10 @@ def run_callbacks(
     *log_errors*, a callback that raises is logged and undone (see
     :func:`_run_logged`).
     """
+    ran: list[Any] | None = [] if logger.isEnabledFor(logging.DEBUG) else None  # opt-in: see below
     while batch := registry.take_callbacks():
+        if ran is not None:
+            ran.extend(batch)
         for func in batch:
             if log_errors:
                 response, status, headers = _run_logged(
@@ -56,7 +59,13 @@ def run_callbacks(
                 response = _replacement(func, response, result, environ, dropped)
             if response.status != status or response.headerlist != headers:
                 status, headers = checked(func, response, status, headers)
+    if ran is not None:  # the "deferware" logger at DEBUG: a line per request
+        logger.debug("%s: ran after_this_request callbacks %s", _request(environ), [describe(f) for f in ran])
     return response, status, headers
+
+
+def _request(environ: WSGIEnvironment) -> str:
+    return f"{environ.get('REQUEST_METHOD', '?')} {environ.get('PATH_INFO', '')!r}"
 
 
 def _run(
@@ -118,9 +127,8 @@ def _run_logged(
     except Exception:
         if isinstance(body, RequestBody) and body.pulled != pulled:
             raise
-        request = f"Request: {environ.get('REQUEST_METHOD', '?')} {environ.get('PATH_INFO', '')!r}"
-        message = "after_this_request callback %s raised; the response goes on as it was before it (%s). %s"
-        logger.exception(message, describe(func), "on_callback_error='log'", request)
+        message = "%s: after_this_request callback %s raised; the response goes on as it was before it (%s)."
+        logger.exception(message, _request(environ), describe(func), "on_callback_error='log'")
     if response.app_iter is not body:
         dropped.append(response.app_iter)
         response.app_iter = body

@@ -391,3 +391,30 @@ def test_logged_error_undoes_a_conditional_response_the_callback_asked_for(
 
     assert (sent.status, sent.body) == ("200 OK", b"full page")
     assert "the cache layer failed" in caplog.text
+
+
+def test_the_logged_error_names_the_request(make_app, drive, make_environ, caplog):
+    def register(environ):
+        after_this_request(_fail)
+
+    with caplog.at_level(logging.ERROR, logger="deferware"):
+        drive(
+            DeferMiddleware(make_app("list", during=register), on_callback_error="log"), make_environ("/cart")
+        )
+
+    assert "GET '/cart': after_this_request callback" in caplog.text
+
+
+def test_a_debug_line_says_which_callbacks_ran(make_app, drive, make_environ, caplog):
+    def register(environ):
+        after_this_request(_read_all)
+        after_this_request(_iter_only)
+
+    with caplog.at_level(logging.DEBUG, logger="deferware"):
+        drive(DeferMiddleware(make_app("list", during=register)), make_environ("/cart"))
+
+    [line] = [record.getMessage() for record in caplog.records if record.levelno == logging.DEBUG]
+    assert (
+        line
+        == "GET '/cart': ran after_this_request callbacks ['test_errors._read_all', 'test_errors._iter_only']"
+    )

@@ -210,3 +210,34 @@ def test_no_request_is_active_after_the_middleware_returned(make_app, drive):
         after_this_request(_callback)
     with pytest.raises(NoActiveRequest):
         call_on_close(_callback)
+
+
+def test_request_active_says_where_after_this_request_would_take_a_callback():
+    import threading
+
+    from support import drive
+
+    from deferware import request_active
+
+    seen = {}
+
+    def app(environ, start_response):
+        seen["in the app"] = request_active()
+        seen["environ"] = environ
+        worker = threading.Thread(
+            target=lambda: seen.update(
+                thread_context=request_active(), thread_environ=request_active(environ=environ)
+            )
+        )
+        worker.start()
+        worker.join()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    drive(DeferMiddleware(app))
+
+    assert seen["in the app"] is True
+    assert (seen["thread_context"], seen["thread_environ"]) == (False, True)
+    assert request_active() is False  # outside any request
+    assert request_active(environ=seen["environ"]) is False  # handed over: too late now
+    assert request_active(environ={}) is False  # no registry, no request in the context
