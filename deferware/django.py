@@ -30,7 +30,7 @@ from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
 
 from .callbacks import run_callbacks
-from .iterators import RequestBody, close_all, run_close_callbacks, unique_bodies
+from .iterators import RequestBody, close_all, fail, run_close_callbacks, unique_bodies
 from .options import from_keywords
 from .registry import Registry, bind, unbind
 from .responses import build_response, outgoing, send_itself
@@ -67,8 +67,7 @@ def DeferwareMiddleware(get_response: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 response = await get_response(request)
             except BaseException:
-                registry.drop_callbacks()
-                run_close_callbacks(registry)
+                fail(registry, ())
                 raise
             finally:
                 unbind(request.META, bound, keep=True)
@@ -82,8 +81,7 @@ def DeferwareMiddleware(get_response: Callable[..., Any]) -> Callable[..., Any]:
         try:
             response = get_response(request)
         except BaseException:
-            registry.drop_callbacks()
-            run_close_callbacks(registry)
+            fail(registry, ())  # the callbacks never run; the close callbacks do
             raise
         finally:
             unbind(request.META, bound, keep=True)
@@ -109,9 +107,8 @@ def _finish(registry: Registry, request: HttpRequest, response: Any, log_errors:
         if response.streaming and not response.is_async and getattr(response, "file_to_stream", None) is None:
             response.streaming_content = RequestBody(response.streaming_content, registry, environ)
     except BaseException:  # Django answers with its 500 page instead: this one is closed
-        registry.drop_callbacks()
         try:
-            run_close_callbacks(registry)
+            fail(registry, ())
         finally:
             response.close()
         raise
@@ -147,8 +144,8 @@ class _AsyncBody:
         )
 
 
-def _apply(registry: Registry, environ: dict[str, Any], response: Any, log_errors: bool) -> Any:
-    """Run the callbacks on a ``webob.Response`` view of Django's *response*."""
+def _view(response: Any) -> tuple[str, list[str], list[tuple[str, str]], Iterable[bytes]]:
+    """Django's *response* as WSGI sees it: status, its cookies, header list and body."""
     status = f"{response.status_code} {response.reason_phrase}"
     cookies = [morsel.OutputString() for morsel in response.cookies.values()]
     headers = [*response.items(), *(("Set-Cookie", value) for value in cookies)]
@@ -156,6 +153,12 @@ def _apply(registry: Registry, environ: dict[str, Any], response: Any, log_error
         body: Iterable[bytes] = _AsyncBody() if response.is_async else response.streaming_content
     else:
         body = [response.content]
+    return status, cookies, headers, body
+
+
+def _apply(registry: Registry, environ: dict[str, Any], response: Any, log_errors: bool) -> Any:
+    """Run the callbacks on a ``webob.Response`` view of Django's *response*."""
+    status, cookies, headers, body = _view(response)
     dropped: list[Any] = []
     seen = build_response(status, list(headers), body)
     try:

@@ -16,7 +16,7 @@ from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from .registry import Registry, bind, unbind
+from .registry import ENVIRON_KEY, Registry, bind, current_registry, unbind
 from .responses import describe
 
 if TYPE_CHECKING:
@@ -100,9 +100,14 @@ class RequestBody:
             self.pulled += 1
             yield head.popleft()
         registry, environ = self._registry, self._environ
+        set_request, reset_request = current_registry.set, current_registry.reset
         while not self.closed:
             self.pulled += 1  # counted before: a pull that fails advanced the body too
-            bound = bind(registry, environ)
+            # registry.bind and unbind, inline: this runs once per chunk.
+            previous = environ.get(ENVIRON_KEY)
+            if previous is not registry:
+                environ[ENVIRON_KEY] = registry
+            token = set_request(registry)
             try:
                 iterator = self._iterator
                 if iterator is None:
@@ -111,7 +116,11 @@ class RequestBody:
             except StopIteration:
                 return
             finally:
-                unbind(environ, bound)
+                reset_request(token)
+                if previous is None:
+                    del environ[ENVIRON_KEY]
+                elif previous is not registry:
+                    environ[ENVIRON_KEY] = previous
             yield chunk
 
     def close_also(self, iterables: Iterable[Any]) -> None:
@@ -204,3 +213,23 @@ def run_close_callbacks(registry: Registry) -> None:
             raise error
         finally:
             error = None
+
+
+def close_quietly(iterable: object) -> None:
+    try:
+        close = getattr(iterable, "close", None)
+        if close is not None:
+            close()
+    except Exception:
+        logger.exception("Closing %r raised while another error was propagating.", iterable)
+
+
+def fail(registry: Registry, iterables: Iterable[object]) -> None:
+    """The request failed before its response reached the server: its callbacks are dropped,
+    every body is closed once and the close callbacks run; their errors are logged, so that the
+    original exception propagates unchanged."""
+    registry.drop_callbacks()
+    try:  # an Exception from a close() is logged; any other BaseException once all ran
+        close_all([partial(close_quietly, item) for item in unique_bodies(iterables)])
+    finally:
+        run_close_callbacks(registry)

@@ -9,11 +9,10 @@ go to the server as they are. Otherwise a ``webob.Response`` goes through the ca
 from __future__ import annotations
 
 import logging
-from functools import partial
 from typing import TYPE_CHECKING, Any, Iterable, Literal
 
 from .callbacks import run_callbacks
-from .iterators import RequestBody, close_all, prime, run_close_callbacks, unique_bodies
+from .iterators import RequestBody, close_quietly, fail, prime, unique_bodies
 from .options import from_keywords
 from .registry import ENVIRON_KEY, Registry, current_registry
 from .responses import Headers, build_response, outgoing, send_itself
@@ -156,7 +155,7 @@ class DeferMiddleware:
             try:
                 app_iter = self.app(environ, capture.start_response)
             except BaseException:
-                _fail(registry, ())
+                fail(registry, ())
                 raise
             body: Iterable[bytes] = app_iter  # or a RequestBody that owns it
             try:
@@ -173,7 +172,7 @@ class DeferMiddleware:
                     capture.hand_over(capture.status, capture.headers)  # type: ignore[arg-type]
                     return out
             except BaseException:
-                _fail(registry, (body,))
+                fail(registry, (body,))
                 raise
             return self._finish(environ, capture, app_iter, body)
         finally:
@@ -227,7 +226,7 @@ class DeferMiddleware:
             final = response.app_iter
             status, headers, bodiless = outgoing(status, headers, environ, app_headers)
         except BaseException:
-            _fail(registry, [body, response.app_iter, *dropped])
+            fail(registry, [body, response.app_iter, *dropped])
             raise
         finally:
             capture.finishing = False
@@ -251,10 +250,7 @@ def _send(
     With nothing else to close and no close callback, *final* goes as it is: the application's
     own iterable if untouched (so ``wsgi.file_wrapper`` keeps working), or a list."""
     registry = capture.registry
-    others: list[Any] = []
-    if dropped or final is not body:  # each once, and none that a RequestBody among them closes
-        others = [item for item in unique_bodies([final, body, *dropped]) if item is not final]
-        others = [item for item in others if hasattr(item, "close")]
+    others = _others(final, body, dropped)
     own = type(final) is RequestBody and final.owned_by(registry)
     if others or not registry.stop_close_callbacks():
         final = final if own else RequestBody(final, registry, environ)
@@ -268,9 +264,17 @@ def _send(
         capture.server_write = capture.server(status, headers)
         capture.handed_over = True  # capture.hand_over, inline: every request with callbacks
     except BaseException:
-        _close_quietly(final)
+        close_quietly(final)
         raise
     return final  # type: ignore[no-any-return]
+
+
+def _others(final: Any, body: Any, dropped: list[Any]) -> list[Any]:
+    """The bodies to close besides *final*: each once, and none a RequestBody among them closes."""
+    if not dropped and final is body:
+        return []
+    others = [item for item in unique_bodies([final, body, *dropped]) if item is not final]
+    return [item for item in others if hasattr(item, "close")]
 
 
 def _finishing(body: Iterable[bytes], registry: Registry, environ: WSGIEnvironment) -> Iterable[bytes]:
@@ -282,23 +286,3 @@ def _finishing(body: Iterable[bytes], registry: Registry, environ: WSGIEnvironme
     out = body if isinstance(body, RequestBody) and own else RequestBody(body, registry, environ)
     out.finish_request()
     return out
-
-
-def _close_quietly(iterable: object) -> None:
-    try:
-        close = getattr(iterable, "close", None)
-        if close is not None:
-            close()
-    except Exception:
-        logger.exception("Closing %r raised while another error was propagating.", iterable)
-
-
-def _fail(registry: Registry, iterables: Iterable[object]) -> None:
-    """The request failed before its response reached the server: its callbacks are dropped,
-    every body is closed once and the close callbacks run; their errors are logged, so that the
-    original exception propagates unchanged."""
-    registry.drop_callbacks()
-    try:  # an Exception from a close() is logged; any other BaseException once all ran
-        close_all([partial(_close_quietly, item) for item in unique_bodies(iterables)])
-    finally:
-        run_close_callbacks(registry)

@@ -95,6 +95,16 @@ def _header_problem(item: Any) -> tuple[str, str] | None:
     return None
 
 
+def _plainly_safe(item: Any) -> bool:
+    """The common case, decided by str methods: a (token, printable ASCII) pair of str."""
+    if type(item) is not tuple or len(item) != 2:
+        return False
+    name, value = item
+    if type(name) is not str or type(value) is not str:
+        return False
+    return value.isascii() and value.isprintable() and _TOKEN.fullmatch(name) is not None
+
+
 def checked(func: Any, response: Response, status: str, headers: Headers) -> tuple[str, Headers]:
     """The status and (a copy of) the header list *func* left in *response*; raises
     :class:`InvalidHeader`, naming *func*, for what is unsafe there. *status* and *headers* are
@@ -110,20 +120,15 @@ def checked(func: Any, response: Response, status: str, headers: Headers) -> tup
     new_headers = response.headerlist
     if new_headers == headers:
         return new_status, headers
-    accepted = {item for item in headers if type(item) is tuple}
     for item in new_headers:
-        try:
-            if item in accepted:
-                continue
-        except TypeError:  # unhashable: not a tuple of str either
-            pass
+        if item in headers or _plainly_safe(item):  # accepted before, or printable ASCII
+            continue
         found = _header_problem(item)
         if found is not None:
             raise InvalidHeader(
                 f"after_this_request callback {describe(func)} set an unsafe response header: {found[0]}. "
                 f"Nothing was sent; {found[1]}."
             )
-        accepted.add(item)
     return new_status, list(new_headers)  # a copy: callbacks change the response's list in place
 
 
