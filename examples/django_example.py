@@ -39,7 +39,7 @@ class LanguageCookieMiddleware:
             accept = create_accept_language_header(request.headers.get("Accept-Language"))
             language = accept.lookup(LANGUAGES, default="en")
 
-            @after_this_request(environ=request.environ)
+            @after_this_request(environ=request.META)
             def remember_language(response):
                 response.set_cookie("user_lang", language, max_age=365 * 24 * 3600)
 
