@@ -197,10 +197,10 @@ def _apply(registry: Registry, environ: dict[str, Any], response: Any, log_error
 
 def _close_others(bodies: list[Any], *kept: Any) -> None:
     """Close *bodies*, each once, but for *kept* (Django's own body, which its
-    response closes, and the body that goes out) and what wraps them."""
+    response closes, and the body that goes out), what wraps them and what they wrap."""
     others = [
         item
-        for item in unique_bodies(bodies)
+        for item in unique_bodies([*kept, *bodies])
         if all(item is not k and getattr(item, "iterable", None) is not k for k in kept)
     ]
     close_all([close for item in others if (close := getattr(item, "close", None))])

@@ -92,7 +92,9 @@ class Deferred:
             response.app_iter = []
         body = response.app_iter
         response.headerlist = list(headers)
-        closers = [getattr(item, "close", None) for item in unique_bodies(dropped) if item is not body]
+        closers = [
+            getattr(item, "close", None) for item in unique_bodies([body, *dropped]) if item is not body
+        ]
         close_all([close for close in closers if close is not None])
         return response
 

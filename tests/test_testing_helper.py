@@ -163,3 +163,17 @@ def test_apply_closes_a_body_left_on_a_304_as_the_middleware_does(callback):
         after_this_request(callback)
     out = d.apply(Response(app_iter=body, content_type="text/plain"))
     assert (out.status_code, list(out.app_iter), body.closes) == (304, [], 1)
+
+
+def test_apply_under_log_keeps_a_replacements_streaming_body():
+    # A later callback counts the replacement's generator body (to see whether a
+    # failure advanced it); the body that goes out must not be closed by apply().
+    def generated():
+        yield b"hello "
+        yield b"world"
+
+    with deferred({}) as d:
+        after_this_request(lambda response: Response(app_iter=generated(), content_type="text/plain"))
+        after_this_request(lambda response: None)
+    response = d.apply(Response("original"), on_callback_error="log")
+    assert b"".join(response.app_iter) == b"hello world"

@@ -43,6 +43,12 @@ def replaced(request):
     return HttpResponse("original")
 
 
+def replaced_then_more(request):
+    after_this_request(_replace)
+    after_this_request(_mark)
+    return HttpResponse("original")
+
+
 def replaced_stream(request):
     after_this_request(_replace)
     return StreamingHttpResponse(iter([b"orig"]))
@@ -85,6 +91,7 @@ def same_name_cookies(request):
 urlpatterns = [
     path("replaced/", replaced),
     path("replaced-stream/", replaced_stream),
+    path("replaced-then-more/", replaced_then_more),
     path("failing-replacement-stream/", failing_replacement_stream),
     path("marked-file/", marked_file),
     path("marked-async-stream/", marked_async_stream),

@@ -79,3 +79,9 @@ def test_two_cookies_of_one_name_are_reported(caplog):
         response = Client().get("/same-name-cookies/")
     assert response.cookies["pref"].value == "new"
     assert "Django keeps one cookie per name" in caplog.text
+
+
+@override_settings(DEFERWARE_ON_CALLBACK_ERROR="log")
+def test_under_log_a_replacement_with_a_generator_body_is_sent_whole():
+    # A later callback counts the replacement's body: what goes out must not be closed first.
+    assert Client().get("/replaced-then-more/").content == b"replaced body"
