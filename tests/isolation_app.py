@@ -1,8 +1,8 @@
 """The application real servers run in ``test_servers.py`` and ``test_fault_matrix.py``.
 
-Loaded by module path (``isolation_app:application``) from the ``tests``
-directory, by waitress and gunicorn (``gthread`` and ``gevent`` workers)
-started as subprocesses.
+Loaded through ``servers:application`` from the ``tests`` directory, by every
+real server ``servers.py`` starts as a subprocess (waitress, gunicorn with
+``gthread`` and ``gevent`` workers, cheroot, uWSGI).
 
 ``application``: every request carries its id in the query string (``?id=...``).
 After short random pauses (``time.sleep``, which the gevent worker monkey-patches
