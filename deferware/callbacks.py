@@ -53,12 +53,8 @@ def run_callbacks(
                 response, status, headers = _run_logged(
                     func, response, status, headers, registry, environ, dropped
                 )
-                continue
-            result = func(response)  # _run, inline: every callback runs this
-            if result is not None:
-                response = _replacement(func, response, result, environ, dropped)
-            if response.status != status or response.headerlist != headers:
-                status, headers = checked(func, response, status, headers)
+            else:
+                response, status, headers = _run(func, response, status, headers, environ, dropped)
     if ran is not None:  # the "deferware" logger at DEBUG: a line per request
         logger.debug("%s: ran after_this_request callbacks %s", _request(environ), [describe(f) for f in ran])
     return response, status, headers

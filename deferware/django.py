@@ -30,7 +30,7 @@ from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
 
 from .callbacks import run_callbacks
-from .iterators import RequestBody, close_all, fail, run_close_callbacks, unique_bodies
+from .iterators import RequestBody, close_all, fail, left_behind, run_close_callbacks
 from .options import from_keywords
 from .registry import Registry, bind, unbind
 from .responses import build_response, outgoing, send_itself
@@ -185,8 +185,6 @@ def _apply(registry: Registry, environ: dict[str, Any], response: Any, log_error
         response.reason_phrase = new_status[4:]
     if new_headers != headers:
         _copy_headers(response, new_headers, cookies)
-    if new_body is None:
-        new_body = []
     if new_body is not body:
         if response.streaming:
             response.streaming_content = new_body
@@ -196,14 +194,9 @@ def _apply(registry: Registry, environ: dict[str, Any], response: Any, log_error
 
 
 def _close_others(bodies: list[Any], *kept: Any) -> None:
-    """Close *bodies*, each once, but for *kept* (Django's own body, which its
-    response closes, and the body that goes out), what wraps them and what they wrap."""
-    others = [
-        item
-        for item in unique_bodies([*kept, *bodies])
-        if all(item is not k and getattr(item, "iterable", None) is not k for k in kept)
-    ]
-    close_all([close for item in others if (close := getattr(item, "close", None))])
+    """Close *bodies* but *kept*: Django's own body, which its response closes, and the body
+    that goes out (see :func:`~deferware.iterators.left_behind`)."""
+    close_all([item.close for item in left_behind(bodies, *kept)])
 
 
 def _copy_headers(response: Any, headers: list[tuple[str, str]], cookies: list[str]) -> None:

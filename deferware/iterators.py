@@ -22,7 +22,7 @@ from .responses import describe
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-__all__ = ["RequestBody", "close_all", "prime", "run_close_callbacks", "unique_bodies"]
+__all__ = ["RequestBody", "close_all", "fail", "left_behind", "prime", "run_close_callbacks", "unique_bodies"]
 
 logger = logging.getLogger("deferware")
 
@@ -139,7 +139,7 @@ class RequestBody:
         if self.closed:
             return
         self.closed = True
-        others = unique_bodies([self, *self._also])[1:]
+        others = left_behind(self._also, self)
         self._also = []
         closers = [close for item in (self.iterable, *others) if (close := getattr(item, "close", None))]
         bound = bind(self._registry, self._environ)
@@ -168,6 +168,18 @@ def unique_bodies(bodies: Iterable[Any]) -> list[Any]:
         if owner is not item and id(owner) in found:
             found.pop(id(item), None)
     return list(found.values())
+
+
+def left_behind(bodies: Iterable[Any], *kept: Any) -> list[Any]:
+    """The bodies among *bodies* that still need closing besides *kept* (what goes out, or what
+    its owner closes): each once, none that a kept body or another RequestBody closes, and no
+    RequestBody over a kept body (closing it would close that body too)."""
+    return [
+        item
+        for item in unique_bodies([*kept, *bodies])
+        if hasattr(item, "close")
+        and all(item is not k and not (type(item) is RequestBody and item.iterable is k) for k in kept)
+    ]
 
 
 def close_all(closers: Iterable[Callable[[], object]]) -> None:

@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Iterable, Literal
 
 from .callbacks import run_callbacks
-from .iterators import RequestBody, close_quietly, fail, prime, unique_bodies
+from .iterators import RequestBody, close_quietly, fail, left_behind, prime
 from .options import from_keywords
 from .registry import ENVIRON_KEY, Registry, current_registry
 from .responses import Headers, build_response, outgoing, send_itself
@@ -177,9 +177,7 @@ class DeferMiddleware:
             return self._finish(environ, capture, app_iter, body)
         finally:
             _reset(token)
-            # An enclosing request's registry goes back; previous.active, inline.
-            active = previous is not None and isinstance(previous, Registry)
-            if active and (previous.taking or previous.taking_close):  # type: ignore[union-attr]
+            if isinstance(previous, Registry) and previous.active:  # an enclosing request's: it goes back
                 environ[ENVIRON_KEY] = previous
 
     def _started(
@@ -261,8 +259,7 @@ def _send(
     elif not own and type(final) not in (list, tuple):
         final = RequestBody(final, registry, environ)  # a callback's body: binds the request too
     try:
-        capture.server_write = capture.server(status, headers)
-        capture.handed_over = True  # capture.hand_over, inline: every request with callbacks
+        capture.hand_over(status, headers)
     except BaseException:
         close_quietly(final)
         raise
@@ -273,8 +270,7 @@ def _others(final: Any, body: Any, dropped: list[Any]) -> list[Any]:
     """The bodies to close besides *final*: each once, and none a RequestBody among them closes."""
     if not dropped and final is body:
         return []
-    others = [item for item in unique_bodies([final, body, *dropped]) if item is not final]
-    return [item for item in others if hasattr(item, "close")]
+    return left_behind([body, *dropped], final)
 
 
 def _finishing(body: Iterable[bytes], registry: Registry, environ: WSGIEnvironment) -> Iterable[bytes]:
@@ -282,7 +278,9 @@ def _finishing(body: Iterable[bytes], registry: Registry, environ: WSGIEnvironme
     if registry.stop_close_callbacks():
         return body
     # Not an inner DeferMiddleware's body: that one finishes its own request, not this one.
-    own = isinstance(body, RequestBody) and body.owned_by(registry)
-    out = body if isinstance(body, RequestBody) and own else RequestBody(body, registry, environ)
+    if isinstance(body, RequestBody) and body.owned_by(registry):
+        out = body
+    else:
+        out = RequestBody(body, registry, environ)
     out.finish_request()
     return out

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from webob import Request, Response
 
 from .callbacks import run_callbacks
-from .iterators import close_all, run_close_callbacks, unique_bodies
+from .iterators import close_all, left_behind, run_close_callbacks
 from .options import from_keywords
 from .registry import ENVIRON_KEY, Registry, bind, unbind
 from .responses import outgoing, send_itself
@@ -92,10 +92,7 @@ class Deferred:
             response.app_iter = []
         body = response.app_iter
         response.headerlist = list(headers)
-        closers = [
-            getattr(item, "close", None) for item in unique_bodies([body, *dropped]) if item is not body
-        ]
-        close_all([close for close in closers if close is not None])
+        close_all([item.close for item in left_behind(dropped, body)])
         return response
 
     def close(self) -> None:
