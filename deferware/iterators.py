@@ -14,6 +14,7 @@ import inspect
 import logging
 from collections import deque
 from functools import partial
+from itertools import chain
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from .registry import ENVIRON_KEY, Registry, bind, current_registry, unbind
@@ -92,7 +93,15 @@ class RequestBody:
         return not (self._head or self._iterator is not None or self.pulled or self.closed)
 
     def __iter__(self) -> Iterator[bytes]:
-        return self._steps()
+        if self._registry.active or current_registry.get(None) is not None:
+            return self._steps()
+        # Nothing can register with this request any more, and no request is active where the
+        # body is pulled (the server): binding the request around each chunk would change
+        # nothing, so the chunks go through untouched.
+        head, self._head = self._head, None
+        if self._iterator is None:
+            self._iterator = open_body(self.iterable)
+        return chain(head or (), self._iterator)
 
     def _steps(self) -> Iterator[bytes]:
         head = self._head

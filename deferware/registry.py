@@ -203,8 +203,8 @@ def unbind(environ: WSGIEnvironment, bound: Bound, keep: bool = False) -> None:
 _NO_REQUEST = (
     "{api}() was called outside a request handled by DeferMiddleware. Wrap the WSGI application in "
     "deferware.DeferMiddleware(app); from another thread, pass the request's environ: {api}(func, "
-    "environ=request.environ). (A response body handed to the server as the application's own runs "
-    "after the request: register before it is returned.)"
+    "environ=request.environ). (The chunks a server pulls from a response body once nothing can be "
+    "registered for it any more run outside the request: register before the application returns.)"
 )
 
 

@@ -500,7 +500,7 @@ def test_after_this_request_while_streaming_is_refused() -> None:
         after_this_request(noop)
         start_response("200 OK", [("Content-Type", "text/plain")])
         yield b"first"
-        after_this_request(noop)  # the headers are out by now
+        after_this_request(noop, environ=environ)  # the headers are out by now
         yield b"second"
 
     with pytest.raises(ResponseAlreadyStarted, match=r"came too late: the status and headers"):
