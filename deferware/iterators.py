@@ -1,11 +1,11 @@
 """The bodies deferware hands on, and what their ``close()`` finishes.
 
-:class:`RequestBody` binds the request's registry (context and environ) around each step the
-server pulls and around its ``close()``, so code in a later chunk finds its request by either
-form, and a context copied there carries it. It is a class with an explicit, idempotent
-``close()``, never a generator: a generator closed before it started never runs its ``finally``
-and so skips the inner ``close()``, which PEP 3333 requires on every path. A body deferware does
-not need to wrap goes to the server as the application's own, untouched.
+:class:`RequestBody` binds the request's registry (context and environ) around its ``close()``
+and, while a registration could still be taken, around each step the server pulls, so code in a
+later chunk finds its request by either form, and a context copied there carries it. It is a
+class with an explicit, idempotent ``close()``, never a generator: a generator closed before it
+started never runs its ``finally`` and so skips the inner ``close()``, which PEP 3333 requires on
+every path. A body deferware does not need to wrap goes to the server as the application's own.
 """
 
 from __future__ import annotations
