@@ -14,7 +14,6 @@ import inspect
 import logging
 from collections import deque
 from functools import partial
-from itertools import chain
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from .registry import ENVIRON_KEY, Registry, bind, current_registry, unbind
@@ -97,11 +96,21 @@ class RequestBody:
             return self._steps()
         # Nothing can register with this request any more, and no request is active where the
         # body is pulled (the server): binding the request around each chunk would change
-        # nothing, so the chunks go through untouched.
-        head, self._head = self._head, None
+        # nothing, so it is not done.
+        return self._unbound_steps()
+
+    def _unbound_steps(self) -> Iterator[bytes]:
+        head = self._head
+        while head:
+            yield head.popleft()
+        if self.closed:
+            return
         if self._iterator is None:
             self._iterator = open_body(self.iterable)
-        return chain(head or (), self._iterator)
+        for chunk in self._iterator:
+            yield chunk
+            if self.closed:  # nothing more is pulled from a closed iterable
+                return
 
     def _steps(self) -> Iterator[bytes]:
         head = self._head

@@ -233,6 +233,8 @@ def lookup(environ: WSGIEnvironment | None, api: str) -> Registry:
         raise NoActiveRequest(
             f"{api}(environ=...) was given an environ that holds no deferware registry (no {ENVIRON_KEY!r} "
             "key), and no request is active in this context. Wrap the WSGI application in "
-            "deferware.DeferMiddleware(app) and pass the environ of the request it is handling."
+            "deferware.DeferMiddleware(app) and pass the environ of the request it is handling. (In a "
+            "response body's chunks that the server pulls once nothing can be registered for it, no "
+            "request is active: register before the application returns.)"
         )
     raise NoActiveRequest(_NO_REQUEST.format(api=api))

@@ -8,6 +8,7 @@ the status and headers, which it gets exactly as the callbacks left them.
 from __future__ import annotations
 
 import pytest
+from webob import Response
 from webtest import TestApp
 
 from deferware import DeferMiddleware, after_this_request, call_on_close
@@ -243,3 +244,78 @@ def test_a_pipe_body_deferware_wraps_still_streams():
         thread.join(timeout=10)
         body.close()
     assert (first, rest) == (b"first line\n", b"second line\n")
+
+
+# Each shape is tried with the request still taking registrations (a close
+# callback pending: the body binds it around each chunk) and with nothing to
+# take any more (the server pulls the chunks as they are).
+CLOSE_PENDING = pytest.mark.parametrize("close_pending", [True, False], ids=["bound", "unbound"])
+
+
+def _serve(app, close_pending):
+    def wrapped(environ, start_response):
+        if close_pending:
+            call_on_close(lambda: None)
+        return app(environ, start_response)
+
+    return DeferMiddleware(wrapped)({"REQUEST_METHOD": "GET"}, lambda status, headers, exc_info=None: None)
+
+
+@CLOSE_PENDING
+@pytest.mark.parametrize("shape", ["write", "lazy"])
+def test_a_second_pass_over_the_body_goes_on_where_the_first_stopped(shape, close_pending):
+    # Chunks kept before the iterable (write() data for the callbacks, or what
+    # priming a lazy app pulled) are sent once, whichever pass sends them.
+    def app(environ, start_response):
+        after_this_request(lambda response: None)
+        if shape == "write":
+            write = start_response("200 OK", [("Content-Type", "text/plain")])
+            write(b"1")
+            write(b"2")
+            return [b"3"]
+        return lazy(start_response)
+
+    def lazy(start_response):
+        yield b""
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"2"
+        yield b"3"
+
+    body = _serve(app, close_pending)
+    first = next(iter(body))
+    rest = list(body)
+    body.close()
+
+    assert [first, *rest] == ([b"1", b"2", b"3"] if shape == "write" else [b"", b"2", b"3"])
+
+
+class Chunks:
+    """An iterable object (not a generator) that records what was pulled from it."""
+
+    def __init__(self):
+        self.pulled = []
+
+    def __iter__(self):
+        for chunk in (b"p", b"q", b"r"):
+            self.pulled.append(chunk)
+            yield chunk
+
+
+@CLOSE_PENDING
+@pytest.mark.parametrize("closed", ["mid-iteration", "before-iteration"])
+def test_nothing_is_pulled_from_a_body_after_its_close(closed, close_pending):
+    chunks = Chunks()
+
+    def app(environ, start_response):
+        after_this_request(lambda response: Response(app_iter=chunks))  # a body deferware must wrap
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"replaced"]
+
+    body = _serve(app, close_pending)
+    steps = iter(body)
+    if closed == "mid-iteration":
+        assert next(steps) == b"p"
+    body.close()
+
+    assert list(steps) == []
+    assert chunks.pulled == ([b"p"] if closed == "mid-iteration" else [])
