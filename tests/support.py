@@ -13,7 +13,8 @@ as fixtures). ``make_app(shape)`` hands over its response in one of these ways:
   ``close()`` calls are counted (one chunk per ``read()``).
 
 Each calls ``during(environ)`` before ``start_response`` (the lazy generator:
-inside the generator), where the tests register callbacks. Given a
+inside the generator), where the tests register callbacks; the generator shapes
+call ``later()`` in their body's second step, after the first chunk went out. Given a
 :class:`Counter`, every shape but ``list`` (a list has no ``close()``) counts
 its body and that body's ``close()`` calls there.
 """
@@ -133,6 +134,7 @@ class SampleApp:
         shape: str,
         *,
         during: Callable[[dict[str, Any]], object] = lambda environ: None,
+        later: Callable[[], object] = lambda: None,
         counter: Counter | None = None,
         fault: str | None = None,
         error: BaseException | None = None,
@@ -145,6 +147,7 @@ class SampleApp:
         if shape == "list" and (counter is not None or fault == "streaming"):
             raise ValueError("a list body can neither be counted nor fail: use the 'closing' shape")
         self.shape, self.during, self.counter, self.fault, self.error = shape, during, counter, fault, error
+        self.later = later
         self.status, self.headers = status, list(headers)
         self.chunks = list(body)
         self.fail_at = 1 if fault == "streaming" else None
@@ -183,6 +186,8 @@ class SampleApp:
         for index, chunk in enumerate(chunks):
             if index == fail_at:
                 self.fail("streaming")
+            if index == 1:
+                self.later()
             yield chunk
 
     def lazy(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:

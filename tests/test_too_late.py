@@ -4,6 +4,7 @@ instead of being dropped silently."""
 from __future__ import annotations
 
 import pytest
+from support import BODY
 
 from deferware import (
     DeferMiddleware,
@@ -82,10 +83,10 @@ def test_after_this_request_after_the_app_raised_is_too_late(make_app, drive, ma
 
 
 @pytest.mark.parametrize("registered_before", [False, True], ids=["nothing-before", "callback-before"])
-@pytest.mark.parametrize("lazy", [False, True], ids=["eager", "lazy"])
+@pytest.mark.parametrize("shape", ["eager_generator", "lazy_generator"])
 @pytest.mark.parametrize("api", [after_this_request, call_on_close])
 def test_the_context_form_from_a_later_chunk_says_it_runs_outside_the_request(
-    api, lazy, registered_before, drive
+    api, shape, registered_before, make_app, drive
 ):
     # With no call_on_close pending, nothing can be registered once the response
     # is handed over: the server pulls the later chunks as they are, whether the
@@ -93,26 +94,19 @@ def test_the_context_form_from_a_later_chunk_says_it_runs_outside_the_request(
     # with a callback), so the context form finds no request, in every shape.
     errors = []
 
-    def app(environ, start_response):
-        if registered_before:
-            after_this_request(_noop)
-        if not lazy:
-            start_response("200 OK", [("Content-Type", "text/plain")])
-        return generate(start_response)
-
-    def generate(start_response):
-        if lazy:
-            start_response("200 OK", [("Content-Type", "text/plain")])
-        yield b"first"
+    def later():
         try:
             api(_noop)
         except NoActiveRequest as error:
             errors.append(error)
-        yield b"second"
 
-    sent = drive(DeferMiddleware(app))
+    def during(environ):
+        if registered_before:
+            after_this_request(_noop)
 
-    assert sent.chunks == [b"first", b"second"]
+    sent = drive(DeferMiddleware(make_app(shape, during=during, later=later)))
+
+    assert sent.chunks == list(BODY)
     [error] = errors
     assert "chunks a server pulls from a response body once nothing can be registered" in str(error)
 
