@@ -92,27 +92,12 @@ class RequestBody:
         return not (self._head or self._iterator is not None or self.pulled or self.closed)
 
     def __iter__(self) -> Iterator[bytes]:
-        if self._registry.active or current_registry.get(None) is not None:
-            return self._steps()
-        # Nothing can register with this request any more, and no request is active where the
-        # body is pulled (the server): binding the request around each chunk would change
-        # nothing, so it is not done.
-        return self._unbound_steps()
+        # Once nothing can register with this request and no request is active where the body
+        # is pulled (the server's context), binding the request around each chunk would change
+        # no outcome: it is left out.
+        return self._steps(self._registry.active or current_registry.get(None) is not None)
 
-    def _unbound_steps(self) -> Iterator[bytes]:
-        head = self._head
-        while head:
-            yield head.popleft()
-        if self.closed:
-            return
-        if self._iterator is None:
-            self._iterator = open_body(self.iterable)
-        for chunk in self._iterator:
-            yield chunk
-            if self.closed:  # nothing more is pulled from a closed iterable
-                return
-
-    def _steps(self) -> Iterator[bytes]:
+    def _steps(self, bind_request: bool) -> Iterator[bytes]:
         head = self._head
         while head:
             self.pulled += 1
@@ -121,11 +106,11 @@ class RequestBody:
         set_request, reset_request = current_registry.set, current_registry.reset
         while not self.closed:
             self.pulled += 1  # counted before: a pull that fails advanced the body too
-            # registry.bind and unbind, inline: this runs once per chunk.
-            previous = environ.get(ENVIRON_KEY)
-            if previous is not registry:
-                environ[ENVIRON_KEY] = registry
-            token = set_request(registry)
+            if bind_request:  # registry.bind and unbind, inline: this runs once per chunk
+                previous = environ.get(ENVIRON_KEY)
+                if previous is not registry:
+                    environ[ENVIRON_KEY] = registry
+                token = set_request(registry)
             try:
                 iterator = self._iterator
                 if iterator is None:
@@ -134,11 +119,12 @@ class RequestBody:
             except StopIteration:
                 return
             finally:
-                reset_request(token)
-                if previous is None:
-                    del environ[ENVIRON_KEY]
-                elif previous is not registry:
-                    environ[ENVIRON_KEY] = previous
+                if bind_request:
+                    reset_request(token)
+                    if previous is None:
+                        del environ[ENVIRON_KEY]
+                    elif previous is not registry:
+                        environ[ENVIRON_KEY] = previous
             yield chunk
 
     def close_also(self, iterables: Iterable[Any]) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from support import EARLY_FAILURES
-from webob import Response
+from webob import Request, Response
 from webtest import TestApp
 
 from deferware import DeferMiddleware, InvalidHeader, after_this_request, call_on_close
@@ -418,3 +419,31 @@ def test_a_debug_line_says_which_callbacks_ran(make_app, drive, make_environ, ca
         line
         == "GET '/cart': ran after_this_request callbacks ['test_errors._read_all', 'test_errors._iter_only']"
     )
+
+
+def test_logged_error_after_a_worker_thread_advanced_a_sub_requests_body_propagates(drive):
+    # The replacement is a wrapped sub-request's body, whose own request can take
+    # nothing more; the failing callback pulls a chunk of it in a worker thread,
+    # where no request is active. That pull still counts as advancing the body.
+    def inner_app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield from (b"chunk0;", b"chunk1;", b"chunk2;")
+
+    inner = DeferMiddleware(inner_app)
+
+    def sub_request(response):
+        return Request.blank("/sub").get_response(inner)
+
+    def read_in_a_worker_then_fail(response):
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(lambda: next(iter(response.app_iter))).result()
+        raise Boom("after a worker read one chunk")
+
+    def app(environ, start_response):
+        after_this_request(sub_request)
+        after_this_request(read_in_a_worker_then_fail)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"outer"]
+
+    with pytest.raises(Boom):
+        drive(DeferMiddleware(app, on_callback_error="log"))

@@ -319,3 +319,35 @@ def test_nothing_is_pulled_from_a_body_after_its_close(closed, close_pending):
 
     assert list(steps) == []
     assert chunks.pulled == ([b"p"] if closed == "mid-iteration" else [])
+
+
+class Cursor:
+    """An iterator with ``__next__`` only: ``iter()`` and a server's ``for`` accept what
+    returns it from ``__iter__``, but calling ``iter()`` on the cursor itself fails."""
+
+    def __init__(self):
+        self.parts = [b"part1;", b"part2;"]
+
+    def __next__(self):
+        if not self.parts:
+            raise StopIteration
+        return self.parts.pop(0)
+
+
+class CursorBody:
+    def __iter__(self):
+        return Cursor()
+
+
+def test_an_iterator_without_iter_of_its_own_is_sent_whole():
+    def app(environ, start_response):
+        after_this_request(lambda response: None)
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"head;")  # kept for the callbacks: the body is wrapped
+        return CursorBody()
+
+    body = DeferMiddleware(app)({"REQUEST_METHOD": "GET"}, lambda status, headers, exc_info=None: None)
+    try:
+        assert list(body) == [b"head;", b"part1;", b"part2;"]
+    finally:
+        body.close()
