@@ -1,6 +1,7 @@
 """The callback loop: runs a request's ``after_this_request`` callbacks on its
-response, with the error policy. Shared by ``DeferMiddleware`` and
-``deferware.testing``, so that both apply the same rules.
+response, with the error policy, then the rules for what goes out. Shared by
+``DeferMiddleware``, ``deferware.testing`` and ``deferware.django``, so that all
+apply the same rules.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from webob import Response
 
 from .iterators import RequestBody
 from .registry import Registry
-from .responses import Headers, checked, describe, send_itself
+from .responses import Headers, checked, describe, outgoing, send_itself
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -32,18 +33,17 @@ def run_callbacks(
     log_errors: bool,
     status: str,
     headers: Headers,
-) -> Outcome:
-    """Run *registry*'s callbacks in order on *response*.
+) -> tuple[Response, str, Headers, Iterable[bytes]]:
+    """Run *registry*'s callbacks in order on *response*; return the final response, and the
+    status, header list and body that go out.
 
-    Each callback gets the response the previous one left or returned; one
-    registered meanwhile runs too. What each leaves is checked
-    (:func:`~deferware.responses.checked`), from the *status* and *headers* the
-    response started with (a list no callback changes). Returns the final
-    response, its status and a copy of its header list. The bodies of replaced
-    responses are appended to *dropped*, for the caller to close. With
-    *log_errors*, a callback that raises is logged and undone (see
-    :func:`_run_logged`).
+    Each callback gets the response the previous one left or returned; one registered meanwhile
+    runs too. What each leaves is checked (:func:`~deferware.responses.checked`), from the
+    application's *status* and *headers*. With *log_errors*, one that raises is logged and undone
+    (:func:`_run_logged`). Then a ``conditional_response`` answers as WebOb's would, and no body
+    goes out on HEAD, 1xx, 204 or 304. Bodies left behind are appended to *dropped*, to close.
     """
+    app_headers = headers
     ran: list[Any] | None = [] if logger.isEnabledFor(logging.DEBUG) else None  # opt-in: see below
     while batch := registry.take_callbacks():
         if ran is not None:
@@ -57,7 +57,16 @@ def run_callbacks(
                 response, status, headers = _run(func, response, status, headers, environ, dropped)
     if ran is not None:  # the "deferware" logger at DEBUG: a line per request
         logger.debug("%s: ran after_this_request callbacks %s", _request(environ), [describe(f) for f in ran])
-    return response, status, headers
+    if response.conditional_response:
+        dropped.append(response.app_iter)
+        response = send_itself(response, environ)
+        status, headers = response.status, response.headerlist
+    body = response.app_iter
+    status, headers, bodiless = outgoing(status, headers, environ, app_headers)
+    if bodiless:  # no body may go out: what is there is closed, not sent
+        dropped.append(body)
+        body = []
+    return response, status, headers, body
 
 
 def _request(environ: WSGIEnvironment) -> str:

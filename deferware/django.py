@@ -33,7 +33,7 @@ from .callbacks import run_callbacks
 from .iterators import RequestBody, close_all, fail, left_behind, run_close_callbacks
 from .options import from_keywords
 from .registry import Registry, bind, unbind
-from .responses import build_response, outgoing, send_itself
+from .responses import build_response
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponseBase
@@ -162,21 +162,12 @@ def _apply(registry: Registry, environ: dict[str, Any], response: Any, log_error
     dropped: list[Any] = []
     seen = build_response(status, list(headers), body)
     try:
-        seen, new_status, new_headers = run_callbacks(
+        _, new_status, new_headers, new_body = run_callbacks(
             registry, seen, environ, dropped, log_errors, status, headers
         )
-        if seen.conditional_response:
-            dropped.append(seen.app_iter)
-            seen = send_itself(seen, environ)
-            new_status, new_headers = seen.status, seen.headerlist
-        new_status, new_headers, bodiless = outgoing(new_status, new_headers, environ, headers)
     except BaseException:
         _close_others([*dropped, seen.app_iter], body)
         raise
-    new_body = seen.app_iter
-    if bodiless:  # no body may go out: what is there is closed, not sent
-        dropped.append(new_body)
-        new_body = []
     if type(new_body) is RequestBody and new_body.iterable is body and new_body.untouched:
         new_body = body  # only counted (on_callback_error="log"): not a change
     _close_others(dropped, body, new_body)

@@ -15,7 +15,7 @@ from .callbacks import run_callbacks
 from .iterators import RequestBody, close_quietly, fail, left_behind, prime
 from .options import from_keywords
 from .registry import ENVIRON_KEY, Registry, current_registry
-from .responses import Headers, build_response, outgoing, send_itself
+from .responses import Headers, build_response
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -214,23 +214,14 @@ class DeferMiddleware:
         dropped: list[Any] = []  # bodies left behind, closed at the end
         capture.finishing = True
         try:
-            response, status, headers = run_callbacks(
+            response, status, headers, final = run_callbacks(
                 registry, response, environ, dropped, self._log_errors, status, app_headers
             )
-            if response.conditional_response:
-                dropped.append(response.app_iter)
-                response = send_itself(response, environ)
-                status, headers = response.status, response.headerlist
-            final = response.app_iter
-            status, headers, bodiless = outgoing(status, headers, environ, app_headers)
         except BaseException:
             fail(registry, [body, response.app_iter, *dropped])
             raise
         finally:
             capture.finishing = False
-        if bodiless:  # no body may go out: what is there is closed, not sent
-            dropped.append(final)
-            final = []
         return _send(capture, status, headers, final, body, dropped, environ)
 
 

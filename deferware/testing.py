@@ -29,7 +29,6 @@ from .callbacks import run_callbacks
 from .iterators import close_all, left_behind, run_close_callbacks
 from .options import from_keywords
 from .registry import ENVIRON_KEY, Registry, bind, unbind
-from .responses import outgoing, send_itself
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -74,23 +73,16 @@ class Deferred:
         dropped: list[Any] = []
         bound = bind(self.registry, self.environ)
         try:
-            response, status, headers = run_callbacks(
+            response, _, headers, body = run_callbacks(
                 self.registry, response, environ, dropped, log_errors, response.status, app_headers
             )
-            if response.conditional_response:
-                dropped.append(response.app_iter)
-                response = send_itself(response, environ)
-                status, headers = response.status, response.headerlist
         except BaseException:
             self.registry.drop_callbacks()  # later ones are refused, as after a failed request
             raise
         finally:
             unbind(self.environ, bound, keep=True)
-        _, headers, bodiless = outgoing(status, headers, environ, app_headers)
-        if bodiless:  # as the server would get it: no body on HEAD, 1xx, 204, 304
-            dropped.append(response.app_iter)
-            response.app_iter = []
-        body = response.app_iter
+        if body is not response.app_iter:  # as the server would get it: no body on HEAD, 1xx, 204, 304
+            response.app_iter = body
         response.headerlist = list(headers)
         close_all([item.close for item in left_behind(dropped, body)])
         return response
