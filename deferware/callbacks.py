@@ -43,26 +43,25 @@ def run_callbacks(
     (:func:`_run_logged`). Then a ``conditional_response`` answers as WebOb's would, and no body
     goes out on HEAD, 1xx, 204 or 304. Bodies left behind are appended to *dropped*, to close.
     """
-    app_headers = headers
+    app_headers, run = headers, _run_logged if log_errors else _run
     ran: list[Any] | None = [] if logger.isEnabledFor(logging.DEBUG) else None  # opt-in: see below
-    while batch := registry.take_callbacks():
-        if ran is not None:
-            ran.extend(batch)
-        for func in batch:
-            if log_errors:
-                response, status, headers = _run_logged(
-                    func, response, status, headers, registry, environ, dropped
-                )
-            else:
-                response, status, headers = _run(func, response, status, headers, environ, dropped)
+    try:
+        while batch := registry.take_callbacks():
+            if ran is not None:
+                ran.extend(batch)
+            for func in batch:
+                response, status, headers = run(func, response, status, headers, registry, environ, dropped)
+        if response.conditional_response:
+            dropped.append(response.app_iter)
+            response = send_itself(response, environ)
+            status, headers = response.status, response.headerlist
+        status, headers, bodiless = outgoing(status, headers, environ, app_headers)
+    except BaseException:
+        dropped.append(response.app_iter)  # the body of the response reached so far: closed too
+        raise
     if ran is not None:  # the "deferware" logger at DEBUG: a line per request
         logger.debug("%s: ran after_this_request callbacks %s", _request(environ), [describe(f) for f in ran])
-    if response.conditional_response:
-        dropped.append(response.app_iter)
-        response = send_itself(response, environ)
-        status, headers = response.status, response.headerlist
     body = response.app_iter
-    status, headers, bodiless = outgoing(status, headers, environ, app_headers)
     if bodiless:  # no body may go out: what is there is closed, not sent
         dropped.append(body)
         body = []
@@ -74,7 +73,13 @@ def _request(environ: WSGIEnvironment) -> str:
 
 
 def _run(
-    func: Any, response: Response, status: str, headers: Headers, environ: WSGIEnvironment, dropped: list[Any]
+    func: Any,
+    response: Response,
+    status: str,
+    headers: Headers,
+    registry: Registry,
+    environ: WSGIEnvironment,
+    dropped: list[Any],
 ) -> Outcome:
     """Run one callback; take its replacement, if any; check what it left."""
     result = func(response)
@@ -128,7 +133,7 @@ def _run_logged(
     items = list(body) if type(body) is list else None
     conditional = response.conditional_response
     try:
-        return _run(func, response, status, headers, environ, dropped)
+        return _run(func, response, status, headers, registry, environ, dropped)
     except Exception:
         if isinstance(body, RequestBody) and body.pulled != pulled:
             raise

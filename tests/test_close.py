@@ -222,6 +222,57 @@ def test_a_body_a_callback_put_in_is_closed_once_when_a_later_step_fails(case, p
     assert (app_body.close_calls, replacement.close_calls) == (1, 1)
 
 
+@pytest.mark.parametrize("policy", ["raise", "log"])
+def test_a_body_set_on_a_replacement_is_closed_once_when_a_later_callback_fails(policy, drive, caplog):
+    app_body, replacement, late = Counted([b"app"]), Counted([b"replacement"]), Counted([b"late"])
+
+    def replace(response):
+        return Response(app_iter=replacement, content_type="text/plain")
+
+    def set_late(response):
+        response.app_iter = late
+
+    def app(environ, start_response):
+        for callback in (replace, set_late, _raise):
+            after_this_request(callback)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return app_body
+
+    middleware = DeferMiddleware(app, on_callback_error=policy)
+    with caplog.at_level(logging.ERROR, logger="deferware"):
+        if policy == "raise":
+            with pytest.raises(Boom):
+                drive(middleware)
+        else:
+            assert drive(middleware).body == b"late"
+
+    assert (app_body.close_calls, replacement.close_calls, late.close_calls) == (1, 1, 1)
+
+
+def test_the_body_a_conditional_response_produced_is_closed_when_what_follows_fails(drive):
+    produced = Counted([b"partial"])
+
+    class Odd(Response):
+        def conditional_response_app(self, environ, start_response):
+            start_response(None, [])  # a status that cannot be sent
+            return produced
+
+    def conditional(response):
+        odd = Odd(body=b"whole", content_type="text/plain")
+        odd.conditional_response = True
+        return odd
+
+    def app(environ, start_response):
+        after_this_request(conditional)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"app"]
+
+    with pytest.raises(TypeError):
+        drive(DeferMiddleware(app))
+
+    assert produced.close_calls == 1
+
+
 class _Body:
     """A body that counts close() and can raise from it."""
 
