@@ -52,8 +52,7 @@ def run_callbacks(
             for func in batch:
                 response, status, headers = run(func, response, status, headers, registry, environ, dropped)
         if response.conditional_response:
-            dropped.append(response.app_iter)
-            response = send_itself(response, environ)
+            response = _conditional(response, headers, registry, environ, dropped)
             status, headers = response.status, response.headerlist
         status, headers, bodiless = outgoing(status, headers, environ, app_headers)
     except BaseException:
@@ -66,6 +65,19 @@ def run_callbacks(
         dropped.append(body)
         body = []
     return response, status, headers, body
+
+
+def _conditional(
+    response: Response, headers: Headers, registry: Registry, environ: WSGIEnvironment, dropped: list[Any]
+) -> Response:
+    """*response* answered as a ``conditional_response`` (304, 206, 416). Its body goes to
+    *dropped*, to close, behind a wrapper that closes it once: WebOb closes it itself on 416."""
+    body = response.app_iter
+    if not isinstance(body, (list, tuple, RequestBody)):
+        response.app_iter = body = RequestBody(body, registry, environ)
+        response.headerlist[:] = headers  # WebOb drops the Content-Length here: put it back
+    dropped.append(body)
+    return send_itself(response, environ)
 
 
 def _request(environ: WSGIEnvironment) -> str:

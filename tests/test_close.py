@@ -273,6 +273,34 @@ def test_the_body_a_conditional_response_produced_is_closed_when_what_follows_fa
     assert produced.close_calls == 1
 
 
+@pytest.mark.parametrize(
+    ("range_", "status"),
+    [("bytes=0-1", "206"), ("bytes=50-60", "416"), (None, "200")],
+    ids=["partial", "not-satisfiable", "no-range"],
+)
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_conditional_replacements_body_is_closed_once(range_, status, method, drive, make_environ):
+    # WebOb's conditional answer closes the body itself on 416; deferware closes
+    # what it left behind: once in all, on every answer.
+    body = Counted([b"hello"])
+
+    def conditional(response):
+        replacement = Response(app_iter=body, content_type="text/plain", content_length=5)
+        replacement.conditional_response = True
+        return replacement
+
+    def app(environ, start_response):
+        after_this_request(conditional)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"app"]
+
+    headers = {"HTTP_RANGE": range_} if range_ else {}
+    sent = drive(DeferMiddleware(app), make_environ(method=method, **headers))
+
+    assert sent.status.startswith(status)
+    assert body.close_calls == 1
+
+
 class _Body:
     """A body that counts close() and can raise from it."""
 
