@@ -249,7 +249,7 @@ def test_a_body_set_on_a_replacement_is_closed_once_when_a_later_callback_fails(
     assert (app_body.close_calls, replacement.close_calls, late.close_calls) == (1, 1, 1)
 
 
-def test_the_body_a_conditional_response_produced_is_closed_when_what_follows_fails(drive):
+def test_the_body_a_conditional_response_produced_is_closed_when_what_follows_fails(make_app, drive):
     produced = Counted([b"partial"])
 
     class Odd(Response):
@@ -262,13 +262,8 @@ def test_the_body_a_conditional_response_produced_is_closed_when_what_follows_fa
         odd.conditional_response = True
         return odd
 
-    def app(environ, start_response):
-        after_this_request(conditional)
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"app"]
-
     with pytest.raises(TypeError):
-        drive(DeferMiddleware(app))
+        drive(DeferMiddleware(make_app("list", during=lambda environ: after_this_request(conditional))))
 
     assert produced.close_calls == 1
 
@@ -279,7 +274,9 @@ def test_the_body_a_conditional_response_produced_is_closed_when_what_follows_fa
     ids=["partial", "not-satisfiable", "no-range"],
 )
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
-def test_a_conditional_replacements_body_is_closed_once(range_, status, method, drive, make_environ):
+def test_a_conditional_replacements_body_is_closed_once(
+    range_, status, method, make_app, drive, make_environ
+):
     # WebOb's conditional answer closes the body itself on 416; deferware closes
     # what it left behind: once in all, on every answer.
     body = Counted([b"hello"])
@@ -289,11 +286,7 @@ def test_a_conditional_replacements_body_is_closed_once(range_, status, method, 
         replacement.conditional_response = True
         return replacement
 
-    def app(environ, start_response):
-        after_this_request(conditional)
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"app"]
-
+    app = make_app("list", during=lambda environ: after_this_request(conditional))
     headers = {"HTTP_RANGE": range_} if range_ else {}
     sent = drive(DeferMiddleware(app), make_environ(method=method, **headers))
 
