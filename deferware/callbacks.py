@@ -72,12 +72,20 @@ def _conditional(
 ) -> Response:
     """*response* answered as a ``conditional_response`` (304, 206, 416). Its body goes to
     *dropped*, to close, behind a wrapper that closes it once: WebOb closes it itself on 416."""
+    dropped.append(_closed_once(response, headers, registry, environ))
+    return send_itself(response, environ)
+
+
+def _closed_once(
+    response: Response, headers: Headers, registry: Registry, environ: WSGIEnvironment
+) -> Iterable[bytes]:
+    """*response*'s body, put behind a :class:`RequestBody` unless it is a list or one already:
+    that counts its pulls and closes it once, whoever closes it."""
     body = response.app_iter
     if not isinstance(body, (list, tuple, RequestBody)):
         response.app_iter = body = RequestBody(body, registry, environ)
         response.headerlist[:] = headers  # WebOb drops the Content-Length here: put it back
-    dropped.append(body)
-    return send_itself(response, environ)
+    return body
 
 
 def _request(environ: WSGIEnvironment) -> str:
@@ -135,12 +143,7 @@ def _run_logged(
     """Run one callback under ``on_callback_error="log"``: on error, its status, header list and
     body (the reference, and a list body's items) are put back. A streaming body it advanced
     cannot be (its chunks are gone): that error propagates, as sending the rest would lose data."""
-    body = response.app_iter
-    if not isinstance(body, (list, tuple, RequestBody)):
-        # A body an earlier callback set: counted, so that advancing it is seen.
-        body = RequestBody(body, registry, environ)
-        response.app_iter = body  # WebOb drops the Content-Length here: put it back
-        response.headerlist[:] = headers
+    body = _closed_once(response, headers, registry, environ)  # a body a callback set: counted
     pulled = body.pulled if isinstance(body, RequestBody) else 0
     items = list(body) if type(body) is list else None
     conditional = response.conditional_response
