@@ -214,7 +214,7 @@ class DeferMiddleware:
         dropped: list[Any] = []  # bodies left behind, closed at the end
         capture.finishing = True
         try:
-            response, status, headers, final = run_callbacks(
+            _, status, headers, final = run_callbacks(
                 registry, response, environ, dropped, self._log_errors, status, app_headers
             )
         except BaseException:
